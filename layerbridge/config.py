@@ -1,0 +1,191 @@
+"""Configuration objects: plain dataclasses that round-trip through JSON and YAML.
+
+``RunConfig`` is what ``layerbridge train`` reads: ``bridge`` (the model), ``task`` (the data)
+and ``train`` (the optimisation). Every field has the reference default from the paper's
+code (see ``notes/method.md`` in the README), and any field can be overridden from the
+command line with a dotted path: ``--set train.lr=6e-4 --set bridge.fusion=last``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from layerbridge.errors import ConfigError
+
+C = TypeVar("C")
+
+
+class ConfigMixin:
+    """``to_dict`` / ``from_dict`` / JSON / YAML for dataclass configs, strict about keys."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any] | None) -> C:
+        return _build(cls, data or {}, cls.__name__)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls: type[C], text: str) -> C:
+        return cls.from_dict(json.loads(text))  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_file(cls: type[C], path: str | Path) -> C:
+        """Read a ``.json``, ``.yaml`` or ``.yml`` file."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise ConfigError(f"config file {path} is not valid {path.suffix[1:]}: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        return cls.from_dict(data)  # type: ignore[attr-defined]
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {where}; known: {', '.join(sorted(fields))}"
+        )
+    kwargs = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check (and gently convert: int->float, list->tuple) ``value`` against type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must have {len(args)} items, got {len(value)}")
+            return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=True))
+        inner = args[0] if args else Any
+        items = [_coerce(inner, v, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        target = data
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {item!r}: {key} is not a section")
+        try:
+            target[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            target[keys[-1]] = raw
+    return data
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class BridgeConfig(ConfigMixin):
+    """Everything that defines a bridge: the two frozen base models and the trained parts.
+
+    ``encoder`` / ``llm`` are a built-in name (``e5-small``, ``smollm2-135m``), a Hugging
+    Face model id, or a local path.
+    """
+
+    encoder: str = "e5-small"
+    llm: str = "smollm2-135m"
+    fusion: str = "transformer-softmax"
+    #: keyword arguments of the fusion (e.g. ``num_heads``, ``ffn_dim``, ``dropout``)
+    fusion_options: dict[str, Any] = field(default_factory=dict)
+    projector: str = "linear"
+    #: keyword arguments of the projector (e.g. ``hidden_dim`` for ``mlp``)
+    projector_options: dict[str, Any] = field(default_factory=dict)
+    #: include the encoder's embedding-layer output h^(0) among the fused layers
+    include_embeddings: bool = False
+    freeze_encoder: bool = True
+    #: "zeros" (reference) or "normal" (LangBridge-style random init, std 0.02)
+    boundary_init: str = "zeros"
+    #: encoder tokens per prompt (longer prompts are shortened, keeping the template)
+    max_length: int = 200
+    #: start the LLM input with the LLM's BOS embedding when it has one
+    use_bos: bool = True
+    #: dtype of the frozen base models; "auto" = bfloat16 on GPU, float32 on CPU
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        if self.boundary_init not in ("zeros", "normal"):
+            raise ConfigError(f"unknown boundary_init {self.boundary_init!r}; choose zeros or normal")
+        from layerbridge.modeling.fusion import FUSIONS
+        from layerbridge.modeling.projector import PROJECTORS
+
+        FUSIONS.get(self.fusion)  # raises ConfigError naming the choices
+        PROJECTORS.get(self.projector)
+        if self.max_length < 4:
+            raise ConfigError(f"max_length must be at least 4, got {self.max_length}")

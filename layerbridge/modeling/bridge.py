@@ -1,0 +1,338 @@
+"""The bridge: encoder -> layer fusion -> projector -> frozen causal LM.
+
+LLM input for one example with n real encoder tokens and target tokens y_1..y_m (the label
+string followed by EOS)::
+
+    [ emb(BOS) ; proj(z_1) … proj(z_n) ; boundary ; emb(y_1) … emb(y_{m-1}) ]
+    └──────────────── prefix (length n + 2) ─────┘
+
+The prefix is *left*-padded in a batch and the targets right-padded, so every example's
+prefix ends in the same column P - 1 and target y_j is predicted from column P - 2 + j for
+all examples at once; position ids count real tokens only, so padding never changes a
+result. The loss is the causal-LM cross-entropy on the targets only (prefix-LM objective):
+
+    loss = - sum_{b, j} log p(y_{b,j} | prefix_b, y_{b,<j}) / #target tokens
+
+Logits are computed only at the M target columns (``logits_to_keep``), never over the
+whole sequence. Inference reuses the same prefix: label scoring runs it once with a KV cache
+and continues every candidate label from that cache; generation hands it to
+``transformers``' ``generate``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from layerbridge.config import BridgeConfig
+from layerbridge.errors import DataError
+from layerbridge.modeling.encoder import LayerStackEncoder
+from layerbridge.modeling.fusion import build_fusion
+from layerbridge.modeling.llm import (
+    accepts_logits_to_keep,
+    cache_argument,
+    input_embeddings,
+    llm_hidden_size,
+    output_cache,
+    position_ids_from_mask,
+    special_token_ids,
+)
+from layerbridge.modeling.projector import build_projector
+
+#: prefixes of the state-dict keys that belong to the bridge itself
+BRIDGE_PREFIXES = ("fusion.", "projector.", "boundary")
+
+
+@dataclass
+class BridgeOutput:
+    loss: torch.Tensor  # [] mean NLL over all target tokens of the batch
+    example_loss: torch.Tensor  # [B] mean NLL over each example's target tokens
+    logits: torch.Tensor  # [B, M, V] logits at the target positions only
+    layer_weights: torch.Tensor  # [B, T, L] fusion weights (0 on padding)
+
+
+@dataclass
+class LabelScores:
+    total: torch.Tensor  # [B, K] sum_j log p(y_{k,j} | prefix, y_{k,<j}) over label k's tokens + EOS
+    mean: torch.Tensor  # [B, K] total / number of tokens of label k (length-normalised)
+    layer_weights: torch.Tensor  # [B, T, L]
+
+
+class Bridge(nn.Module):
+    """A trainable bridge between a frozen multilingual encoder and a frozen causal LM."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        encoder: nn.Module,
+        encoder_tokenizer,
+        llm: nn.Module,
+        llm_tokenizer,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = LayerStackEncoder(encoder, include_embeddings=config.include_embeddings)
+        self.llm = llm
+        self.encoder_tokenizer = encoder_tokenizer
+        self.llm_tokenizer = llm_tokenizer
+        self.bos_id, self.eos_id = special_token_ids(llm_tokenizer, config.use_bos)
+
+        enc_dim, llm_dim = self.encoder.hidden_size, llm_hidden_size(llm)
+        self.fusion = build_fusion(config.fusion, self.encoder.num_layers, enc_dim, **config.fusion_options)
+        self.projector = build_projector(config.projector, enc_dim, llm_dim, **config.projector_options)
+        boundary = torch.zeros(llm_dim)
+        if config.boundary_init == "normal":
+            boundary.normal_(std=0.02)
+        self.boundary = nn.Parameter(boundary)  # [D_llm]
+        self._keep_logits = accepts_logits_to_keep(llm)
+        self._cache_arg = cache_argument(llm)
+
+        self.llm.requires_grad_(False)
+        self.encoder.requires_grad_(not config.freeze_encoder)
+        self.train(False)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def train(self, mode: bool = True) -> Bridge:
+        """Frozen base models always stay in eval mode (no dropout)."""
+        super().train(mode)
+        self.llm.eval()
+        if self.config.freeze_encoder:
+            self.encoder.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.boundary.device
+
+    @property
+    def llm_dtype(self) -> torch.dtype:
+        return input_embeddings(self.llm).weight.dtype
+
+    def bridge_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a bridge checkpoint holds: fusion, projector, boundary (+ encoder if trained)."""
+        prefixes = BRIDGE_PREFIXES + (() if self.config.freeze_encoder else ("encoder.",))
+        return {k: v for k, v in self.state_dict().items() if k.startswith(prefixes)}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameter counts, and the size of each part."""
+
+        def count(module: nn.Module | nn.Parameter) -> int:
+            if isinstance(module, nn.Parameter):
+                return module.numel()
+            return sum(p.numel() for p in module.parameters())
+
+        return {
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "total": count(self),
+            "encoder": count(self.encoder),
+            "fusion": count(self.fusion),
+            "projector": count(self.projector),
+            "boundary": count(self.boundary),
+            "llm": count(self.llm),
+        }
+
+    # ------------------------------------------------------------------ tokenisation
+    def tokenize_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder token ids and mask [B, T] (right-padded, truncated to ``max_length``)."""
+        for i, text in enumerate(prompts):
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"input text #{i} is empty")
+        enc = self.encoder_tokenizer(
+            list(prompts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        )
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    def target_token_ids(self, text: str) -> list[int]:
+        """LLM token ids of a target string followed by EOS."""
+        ids = self.llm_tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise DataError(f"target text {text!r} has no tokens")
+        return [*ids, self.eos_id]
+
+    def pad_targets(self, targets: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad target id lists -> ids, mask [B, M] (pads hold EOS, masked out)."""
+        width = max(len(t) for t in targets)
+        ids = torch.full((len(targets), width), self.eos_id, dtype=torch.long)
+        mask = torch.zeros((len(targets), width), dtype=torch.long)
+        for i, t in enumerate(targets):
+            ids[i, : len(t)] = torch.tensor(t)
+            mask[i, : len(t)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------ the pipeline
+    def soft_prompt(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder -> fusion -> projector: [B, T] -> soft prompt [B, T, D_llm], weights [B, T, L]."""
+        grad = contextlib.nullcontext() if not self.config.freeze_encoder else torch.no_grad()
+        with grad:
+            states = self.encoder(input_ids, attention_mask)  # [B, T, L, D_enc]
+        if not torch.is_autocast_enabled(states.device.type):
+            states = states.to(self.boundary.dtype)
+        fused, weights = self.fusion(states, attention_mask)  # [B, T, D_enc], [B, T, L]
+        return self.projector(fused), weights  # [B, T, D_llm]
+
+    def build_prefix(
+        self, prompt: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded [BOS; soft prompt; boundary]: prompt [B, T, D] -> embeds [B, P, D], mask [B, P].
+
+        P = T + 2 with BOS (T + 1 without). Example b occupies the last n_b + 2 columns.
+        """
+        _, tokens, dim = prompt.shape  # [B, T, D]
+        n_bos = int(self.bos_id is not None)
+        n_real = attention_mask.sum(1)  # [B]
+        width = n_bos + tokens + 1  # P
+        lengths = n_bos + n_real + 1  # [B] real prefix length
+        cols = torch.arange(width, device=prompt.device)
+        k = cols.unsqueeze(0) - (width - lengths).unsqueeze(1)  # [B, P] index within own prefix
+        is_soft = (k >= n_bos) & (k < (n_bos + n_real).unsqueeze(1))  # [B, P]
+        is_boundary = k == (n_bos + n_real).unsqueeze(1)  # [B, P]
+        soft_index = (k - n_bos).clamp(0, tokens - 1)  # [B, P]
+        soft = prompt.gather(1, soft_index.unsqueeze(-1).expand(-1, -1, dim))  # [B, P, D]
+        embeds = soft * is_soft.unsqueeze(-1) + self.boundary.to(soft.dtype) * is_boundary.unsqueeze(-1)
+        if self.bos_id is not None:
+            bos = input_embeddings(self.llm).weight[self.bos_id].to(embeds.dtype)  # [D]
+            embeds = embeds + bos * (k == 0).unsqueeze(-1)
+        return embeds.to(self.llm_dtype), (k >= 0).long()
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return input_embeddings(self.llm)(ids)
+
+    def _llm_logits(self, embeds: torch.Tensor, mask: torch.Tensor, first: int) -> torch.Tensor:
+        """Run the LLM on [B, S, D] and return logits for columns first..S-1 only."""
+        positions = position_ids_from_mask(mask)
+        kwargs = {
+            "inputs_embeds": embeds,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "use_cache": False,
+        }
+        if self._keep_logits:
+            keep = torch.arange(first, embeds.shape[1], device=embeds.device)
+            return self.llm(**kwargs, logits_to_keep=keep).logits
+        return self.llm(**kwargs).logits[:, first:]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        target_ids: torch.Tensor,
+        target_mask: torch.Tensor,
+    ) -> BridgeOutput:
+        """Prefix-LM loss. input_ids/attention_mask [B, T] (encoder), target_ids/mask [B, M] (LLM)."""
+        prompt, weights = self.soft_prompt(input_ids, attention_mask)
+        prefix, prefix_mask = self.build_prefix(prompt, attention_mask)  # [B, P, D], [B, P]
+        width = prefix.shape[1]
+        # y_M is never an input: [prefix; y_1 .. y_{M-1}] predicts y_1 .. y_M.
+        inputs = torch.cat([prefix, self.embed_tokens(target_ids[:, :-1]).to(prefix.dtype)], dim=1)
+        mask = torch.cat([prefix_mask, target_mask[:, :-1]], dim=1)  # [B, P + M - 1]
+        logits = self._llm_logits(inputs, mask, first=width - 1)  # [B, M, V]
+        nll = F.cross_entropy(logits.float().transpose(1, 2), target_ids, reduction="none")  # [B, M]
+        tmask = target_mask.to(nll.dtype)
+        example_loss = (nll * tmask).sum(1) / tmask.sum(1)
+        loss = (nll * tmask).sum() / tmask.sum()
+        return BridgeOutput(loss, example_loss, logits, weights)
+
+    @torch.no_grad()
+    def score_candidates(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        candidates: Sequence[Sequence[int]],
+    ) -> LabelScores:
+        """Log-probability of each candidate token sequence after the soft prompt.
+
+        One prefix pass with a KV cache, then all K candidates continue from that cache in a
+        single [B*K, M-1] pass (the first candidate token is scored from the prefix pass).
+        """
+        prompt, weights = self.soft_prompt(input_ids, attention_mask)
+        prefix, prefix_mask = self.build_prefix(prompt, attention_mask)  # [B, P, D], [B, P]
+        batch, n_cand = prefix.shape[0], len(candidates)
+        out = self.llm(
+            inputs_embeds=prefix,
+            attention_mask=prefix_mask,
+            position_ids=position_ids_from_mask(prefix_mask),
+            use_cache=True,
+            **({"logits_to_keep": 1} if self._keep_logits else {}),
+        )
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, V]
+        cand_ids, cand_mask = self.pad_targets(candidates)  # [K, M]
+        total = first[:, cand_ids[:, 0]]  # [B, K]
+        if cand_ids.shape[1] > 1:
+            cache = output_cache(out)
+            cache.batch_repeat_interleave(n_cand)  # row b*K + k continues example b
+            inputs = cand_ids[:, :-1].repeat(batch, 1)  # [B*K, M-1]
+            inputs_mask = cand_mask[:, :-1].repeat(batch, 1)
+            mask = torch.cat([prefix_mask.repeat_interleave(n_cand, 0), inputs_mask], dim=1)
+            offset = prefix_mask.sum(1).repeat_interleave(n_cand)  # [B*K] real prefix length
+            cont = self.llm(
+                inputs_embeds=self.embed_tokens(inputs),
+                attention_mask=mask,
+                position_ids=position_ids_from_mask(inputs_mask, offset),
+                use_cache=True,
+                **{self._cache_arg: cache},
+            )
+            logp = torch.log_softmax(cont.logits.float(), dim=-1)  # [B*K, M-1, V]
+            nxt = cand_ids[:, 1:].repeat(batch, 1)  # [B*K, M-1]
+            token_lp = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) * cand_mask[:, 1:].repeat(batch, 1)
+            total = total + token_lp.sum(-1).view(batch, n_cand)
+        lengths = cand_mask.sum(1).to(total.dtype)  # [K]
+        return LabelScores(total=total, mean=total / lengths, layer_weights=weights)
+
+    @torch.no_grad()
+    def generate_ids(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 16
+    ) -> list[list[int]]:
+        """Greedy decoding from the soft prompt; returns new token ids up to (without) EOS."""
+        from transformers import GenerationConfig
+
+        prompt, _ = self.soft_prompt(input_ids, attention_mask)
+        prefix, prefix_mask = self.build_prefix(prompt, attention_mask)
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.eos_id,
+            bos_token_id=self.bos_id,
+        )
+        out = self.llm.generate(inputs_embeds=prefix, attention_mask=prefix_mask, generation_config=config)
+        results = []
+        for row in out.tolist():
+            results.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
+        return results
+
+    # ------------------------------------------------------------------ text-level API
+    def score_labels(
+        self, prompts: Sequence[str], labels: Sequence[str], batch_size: int = 32
+    ) -> LabelScores:
+        """Score every label string after every prompt (batched). Returns [N, K] scores."""
+        candidates = [self.target_token_ids(label) for label in labels]
+        parts = []
+        for start in range(0, len(prompts), batch_size):
+            ids, mask = self.tokenize_prompts(prompts[start : start + batch_size])
+            scores = self.score_candidates(ids, mask, candidates)
+            parts.append((scores.total.cpu(), scores.mean.cpu()))
+        return LabelScores(
+            total=torch.cat([p[0] for p in parts]),
+            mean=torch.cat([p[1] for p in parts]),
+            layer_weights=torch.empty(0),
+        )
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 32) -> list[str]:
+        """Greedy generation of free text for each prompt."""
+        texts: list[str] = []
+        for start in range(0, len(prompts), batch_size):
+            ids, mask = self.tokenize_prompts(prompts[start : start + batch_size])
+            for row in self.generate_ids(ids, mask, max_new_tokens):
+                texts.append(self.llm_tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts

@@ -1,0 +1,37 @@
+"""Projectors: map fused encoder states (width D_enc) into the LLM's embedding space (D_llm).
+
+``linear``  W z + b (the paper and LangBridge's default).
+``mlp``     W2 GELU(W1 z + b1) + b2, hidden width D_llm (LLaVA-1.5's ``mlp2x_gelu``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from layerbridge.errors import ConfigError
+from layerbridge.registry import Registry
+
+PROJECTORS: Registry[Callable[..., nn.Module]] = Registry("projector")
+
+
+@PROJECTORS.register("linear")
+def linear_projector(in_dim: int, out_dim: int) -> nn.Module:
+    return nn.Linear(in_dim, out_dim)
+
+
+@PROJECTORS.register("mlp")
+def mlp_projector(in_dim: int, out_dim: int, hidden_dim: int | None = None) -> nn.Module:
+    hidden_dim = hidden_dim or out_dim
+    return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
+
+
+def build_projector(name: str, in_dim: int, out_dim: int, **options: Any) -> nn.Module:
+    """Instantiate projector ``name``: [..., in_dim] -> [..., out_dim]."""
+    builder = PROJECTORS.get(name)
+    try:
+        return builder(in_dim, out_dim, **options)
+    except TypeError as err:
+        raise ConfigError(f"bad options for projector {name!r}: {err}") from None

@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny random models saved once per session, bridges built from them."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from layerbridge import BridgeConfig, build_bridge
+from layerbridge.modeling.builders import BaseModels, load_base_models
+from layerbridge.testing import make_tiny_bert, make_tiny_llama, make_tiny_t5
+
+FUSION_NAMES = ["last", "global-softmax", "transformer-softmax"]
+#: small fusion options so tiny models stay fast
+TINY_FUSION_OPTIONS = {"transformer-softmax": {"ffn_dim": 64}}
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-models")
+    make_tiny_bert(root / "bert")
+    make_tiny_bert(root / "bert-wide", layers=4, hidden=40)
+    make_tiny_t5(root / "t5")
+    make_tiny_llama(root / "llama")
+    return root
+
+
+@pytest.fixture(scope="session")
+def _base_cache() -> dict:
+    return {}
+
+
+@pytest.fixture
+def make_bridge(tiny_dir, _base_cache):
+    """make_bridge(encoder="bert"|"t5", fusion=..., **config) -> a fresh Bridge on CPU.
+
+    Base models are loaded once per (encoder, llm) pair and shared; they are frozen.
+    """
+
+    def make(encoder: str = "bert", fusion: str = "transformer-softmax", seed: int = 0, **kwargs):
+        config = BridgeConfig(
+            encoder=str(tiny_dir / encoder),
+            llm=str(tiny_dir / "llama"),
+            fusion=fusion,
+            fusion_options=kwargs.pop("fusion_options", TINY_FUSION_OPTIONS.get(fusion, {})),
+            **kwargs,
+        )
+        key = (config.encoder, config.llm, config.freeze_encoder)
+        if key not in _base_cache or not config.freeze_encoder:
+            base = load_base_models(config, device="cpu")
+            if not config.freeze_encoder:
+                return _seeded(lambda: build_bridge(config, device="cpu", base=base), seed)
+            _base_cache[key] = base
+        base: BaseModels = _base_cache[key]
+        return _seeded(lambda: build_bridge(config, device="cpu", base=base), seed)
+
+    return make
+
+
+def _seeded(fn, seed):
+    torch.manual_seed(seed)
+    return fn()
+
+
+def marker_example(rng: random.Random) -> tuple[str, str]:
+    """Synthetic task: the label is "yes" iff the word "marker" occurs in the text."""
+    n = rng.randint(3, 10)
+    words = [f"w{rng.randint(0, 39)}" for _ in range(n)]
+    positive = rng.random() < 0.5
+    if positive:
+        words.insert(rng.randint(0, n), "marker")
+    return "text : " + " ".join(words) + " label :", "yes" if positive else "no"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads():
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield

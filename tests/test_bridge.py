@@ -1,0 +1,206 @@
+"""The bridge on tiny random models: layout, masks, padding invariance, gradients, known answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers.modeling_outputs import BaseModelOutput
+
+from layerbridge import BridgeConfig
+from layerbridge.errors import ConfigError, DataError, ModelError
+from tests.conftest import FUSION_NAMES
+
+PROMPTS = [
+    "text : w1 w2 w3 w4 w5 w6 marker w7 label :",
+    "text : w8 label :",
+    "premise : w9 w10 hypothesis : w11 label :",
+]
+TARGETS = ["yes", "very positive", "no"]
+LABELS = ["yes", "no", "very negative", "neutral"]
+
+
+def _batch(bridge, prompts=PROMPTS, targets=TARGETS):
+    ids, mask = bridge.tokenize_prompts(prompts)
+    tids, tmask = bridge.pad_targets([bridge.target_token_ids(t) for t in targets])
+    return ids, mask, tids, tmask
+
+
+def test_prefix_layout_and_masks(make_bridge):
+    bridge = make_bridge("bert", "last")
+    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    assert ids.shape == mask.shape and ids.shape[0] == 3
+    n = mask.sum(1)
+    assert (mask[:, 0] == 1).all() and n[1] < n[0]  # right-padded encoder batch
+    prompt, _ = bridge.soft_prompt(ids, mask)
+    embeds, pmask = bridge.build_prefix(prompt, mask)
+    width = ids.shape[1] + 2
+    assert embeds.shape == (3, width, prompt.shape[-1]) and pmask.shape == (3, width)
+    bos = bridge.llm.get_input_embeddings().weight[bridge.bos_id]
+    for b in range(3):
+        pads = width - int(n[b]) - 2
+        assert pmask[b].tolist() == [0] * pads + [1] * (int(n[b]) + 2)  # left-padded
+        assert torch.equal(embeds[b, :pads], torch.zeros_like(embeds[b, :pads]))
+        torch.testing.assert_close(embeds[b, pads], bos)
+        torch.testing.assert_close(embeds[b, pads + 1 : width - 1], prompt[b, : int(n[b])])
+        torch.testing.assert_close(embeds[b, -1], bridge.boundary)  # same column for everyone
+
+
+@pytest.mark.parametrize("encoder", ["bert", "t5"])
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
+def test_padded_batch_matches_each_example_alone(make_bridge, encoder, fusion):
+    bridge = make_bridge(encoder, fusion)
+    with torch.no_grad():
+        bridge.boundary.normal_()  # a non-trivial boundary
+    candidates = [bridge.target_token_ids(label) for label in LABELS]
+    with torch.no_grad():
+        batch_loss = bridge(*_batch(bridge)).example_loss
+        batch_scores = bridge.score_candidates(*bridge.tokenize_prompts(PROMPTS), candidates)
+    for i in range(len(PROMPTS)):
+        with torch.no_grad():
+            alone = bridge(*_batch(bridge, PROMPTS[i : i + 1], TARGETS[i : i + 1])).example_loss
+            scores = bridge.score_candidates(*bridge.tokenize_prompts(PROMPTS[i : i + 1]), candidates)
+        torch.testing.assert_close(batch_loss[i : i + 1], alone, atol=1e-5, rtol=0)
+        torch.testing.assert_close(batch_scores.total[i : i + 1], scores.total, atol=1e-5, rtol=0)
+        torch.testing.assert_close(batch_scores.mean[i : i + 1], scores.mean, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
+def test_only_bridge_parameters_get_gradients(make_bridge, fusion):
+    bridge = make_bridge("t5", fusion)
+    bridge.train()
+    frozen_before = {
+        name: p.detach().clone()
+        for name, p in bridge.named_parameters()
+        if name.startswith(("encoder.", "llm."))
+    }
+    optimizer = torch.optim.AdamW(bridge.parameters(), lr=1e-2, weight_decay=0.1)
+    bridge(*_batch(bridge)).loss.backward()
+    for name, p in bridge.named_parameters():
+        if name.startswith(("fusion.", "projector.", "boundary")):
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        else:
+            assert p.grad is None, f"{name} must not receive a gradient"
+    assert bridge.boundary.grad.abs().sum() > 0 and bridge.projector.weight.grad.abs().sum() > 0
+    optimizer.step()
+    for name, p in bridge.named_parameters():
+        if name in frozen_before:
+            assert torch.equal(p, frozen_before[name]), f"{name} changed"
+    assert not bridge.llm.training and not bridge.encoder.training  # frozen models: no dropout
+
+
+def test_loss_equals_hand_computed_cross_entropy(make_bridge):
+    bridge = make_bridge("bert", "global-softmax")
+    with torch.no_grad():
+        bridge.boundary.normal_()
+    ids, mask, tids, tmask = _batch(bridge)
+    out = bridge(ids, mask, tids, tmask)
+    assert out.logits.shape[:2] == tids.shape  # logits only at the target positions
+    emb = bridge.llm.get_input_embeddings()
+    prompt, _ = bridge.soft_prompt(ids, mask)
+    nlls = []
+    for b in range(len(PROMPTS)):
+        n, m = int(mask[b].sum()), int(tmask[b].sum())
+        y = tids[b, :m]
+        seq = torch.cat([emb.weight[bridge.bos_id][None], prompt[b, :n], bridge.boundary[None], emb(y)])
+        logits = bridge.llm(inputs_embeds=seq[None]).logits[0]  # [1 + n + 1 + m, V]
+        logp = torch.log_softmax(logits, -1)
+        # column n + 1 (the boundary) predicts y_0, column n + 1 + j predicts y_j
+        token_nll = -torch.stack([logp[n + 1 + j, y[j]] for j in range(m)])
+        nlls.append(token_nll)
+        torch.testing.assert_close(out.example_loss[b], token_nll.mean(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.loss, torch.cat(nlls).mean(), atol=1e-5, rtol=0)
+    # and it is plain cross-entropy of the returned target logits
+    manual = F.cross_entropy(out.logits[tmask.bool()], tids[tmask.bool()])
+    torch.testing.assert_close(out.loss, manual, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
+def test_cached_label_scores_equal_teacher_forced_loss(make_bridge, fusion):
+    bridge = make_bridge("t5", fusion)
+    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    candidates = [bridge.target_token_ids(label) for label in LABELS]
+    scores = bridge.score_candidates(ids, mask, candidates)
+    assert scores.total.shape == (len(PROMPTS), len(LABELS))
+    for k, cand in enumerate(candidates):
+        tids, tmask = bridge.pad_targets([cand] * len(PROMPTS))
+        with torch.no_grad():
+            nll = bridge(ids, mask, tids, tmask).example_loss  # mean NLL per token
+        torch.testing.assert_close(scores.total[:, k], -nll * len(cand), atol=1e-5, rtol=0)
+        torch.testing.assert_close(scores.mean[:, k], -nll, atol=1e-5, rtol=0)
+
+
+def test_greedy_generation_matches_manual_decoding_and_padding(make_bridge):
+    bridge = make_bridge("bert", "transformer-softmax")
+    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    generated = bridge.generate_ids(ids, mask, max_new_tokens=5)
+    emb = bridge.llm.get_input_embeddings()
+    prompt, _ = bridge.soft_prompt(ids, mask)
+    for b in range(len(PROMPTS)):
+        n = int(mask[b].sum())
+        seq = torch.cat([emb.weight[bridge.bos_id][None], prompt[b, :n], bridge.boundary[None]])
+        manual = []
+        for _ in range(5):
+            nxt = int(bridge.llm(inputs_embeds=seq[None]).logits[0, -1].argmax())
+            if nxt == bridge.eos_id:
+                break
+            manual.append(nxt)
+            seq = torch.cat([seq, emb.weight[nxt][None]])
+        assert generated[b] == manual
+        alone = bridge.generate_ids(*bridge.tokenize_prompts(PROMPTS[b : b + 1]), max_new_tokens=5)
+        assert alone[0] == generated[b]
+    texts = bridge.generate(PROMPTS, max_new_tokens=3)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+
+
+def test_parameter_counts(make_bridge):
+    bridge = make_bridge("bert", "global-softmax")
+    counts = bridge.parameter_counts()
+    d_enc, d_llm, layers = 32, 48, 3
+    assert counts["fusion"] == layers + 1  # w_l and t
+    assert counts["projector"] == d_enc * d_llm + d_llm
+    assert counts["boundary"] == d_llm
+    assert counts["trainable"] == counts["fusion"] + counts["projector"] + counts["boundary"]
+    assert counts["total"] == counts["trainable"] + counts["encoder"] + counts["llm"]
+    mlp = make_bridge("bert", "last", projector="mlp").parameter_counts()
+    assert mlp["projector"] == (d_enc * d_llm + d_llm) + (d_llm * d_llm + d_llm)
+
+
+def test_options_include_embeddings_and_unfrozen_encoder(make_bridge):
+    bridge = make_bridge("bert", "global-softmax", include_embeddings=True)
+    assert bridge.encoder.num_layers == 4 and bridge.fusion.layer_logits.shape == (4,)
+    states = bridge.encoder(*bridge.tokenize_prompts(PROMPTS[:1]))
+    assert states.shape[2] == 4
+    unfrozen = make_bridge("bert", "last", freeze_encoder=False)
+    unfrozen.train()
+    assert unfrozen.encoder.training
+    unfrozen(*_batch(unfrozen)).loss.backward()
+    enc_grads = [p.grad for p in unfrozen.encoder.parameters()]
+    assert all(g is not None for g in enc_grads)
+    assert all(p.grad is None for p in unfrozen.llm.parameters())
+    assert any(k.startswith("encoder.") for k in unfrozen.bridge_state_dict())
+
+
+def test_errors_name_the_problem(make_bridge, monkeypatch):
+    with pytest.raises(ConfigError, match="unknown projector 'conv'.*linear, mlp"):
+        BridgeConfig(projector="conv")
+    with pytest.raises(ConfigError, match="unknown fusion 'average'"):
+        BridgeConfig(fusion="average")
+    bridge = make_bridge("bert", "last")
+    with pytest.raises(DataError, match="input text #1 is empty"):
+        bridge.tokenize_prompts(["text : w1", "   "])
+
+    def no_hidden(*args, **kwargs):
+        return BaseModelOutput(last_hidden_state=torch.zeros(1, 3, 32), hidden_states=None)
+
+    monkeypatch.setattr(bridge.encoder.model, "forward", no_hidden)
+    with pytest.raises(ModelError, match="returned no hidden states"):
+        bridge.score_labels(["text : w1"], ["yes"])
+
+
+def test_llm_without_input_embeddings_is_rejected(make_bridge, monkeypatch):
+    from transformers import LlamaForCausalLM
+
+    monkeypatch.setattr(LlamaForCausalLM, "get_input_embeddings", lambda self: None)
+    with pytest.raises(ModelError, match="exposes no input embeddings"):
+        make_bridge("bert", "last")
