@@ -227,11 +227,11 @@ def prepare(
         return target
     say = log or (lambda _msg: None)
     paths = _locate_sources(model, sources)
-    say(f"[{name}] checking source checksums")
+    say(f"{name}: checking source checksums")
     record = _verify(model, paths)
     start = time.perf_counter()
     with atomic_dir(target) as tmp:
-        say(f"[{name}] converting {paths['model'].name} -> {target}")
+        say(f"{name}: converting {paths['model'].name} -> {target}")
         _quiet_transformers()
         model.convert(paths, tmp)
         write_json(
@@ -248,7 +248,7 @@ def prepare(
                 "converted_in_s": round(time.perf_counter() - start, 2),
             },
         )
-    say(f"[{name}] ready in {time.perf_counter() - start:.1f} s")
+    say(f"{name}: ready in {time.perf_counter() - start:.1f} s")
     return target
 
 

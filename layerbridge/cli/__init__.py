@@ -1,0 +1,1 @@
+"""The ``layerbridge`` command line (typer)."""

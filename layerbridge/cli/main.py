@@ -1,0 +1,60 @@
+"""Entry point of the ``layerbridge`` command.
+
+User errors (bad arguments, bad data, bad checkpoints) end with one line on stderr and a
+non-zero exit code, never a traceback; set ``LAYERBRIDGE_DEBUG=1`` to see the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from layerbridge.cli import models
+from layerbridge.errors import LayerbridgeError
+
+app = typer.Typer(
+    name="layerbridge",
+    help="Bridge a frozen multilingual encoder into a frozen LLM; train on English, classify any language.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models.app, name="models")
+
+
+def _register_commands() -> None:
+    """Attach the job commands (imported lazily so ``--help`` stays fast)."""
+    from layerbridge.cli import jobs
+
+    jobs.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _register_commands()
+    debug = os.environ.get("LAYERBRIDGE_DEBUG") == "1"
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 130
+    except (LayerbridgeError, FileNotFoundError, PermissionError) as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
