@@ -189,3 +189,63 @@ class BridgeConfig(ConfigMixin):
         PROJECTORS.get(self.projector)
         if self.max_length < 4:
             raise ConfigError(f"max_length must be at least 4, got {self.max_length}")
+
+
+SOURCES = ("auto", "local", "hub")
+
+
+@dataclass
+class TaskConfig(ConfigMixin):
+    """Which task, where its data comes from, and optional prompt/label overrides."""
+
+    name: str = "sinhala-news"
+    #: a folder in the layout of the README's "Data" section; default $LAYERBRIDGE_DATA
+    data_dir: str | None = None
+    #: "local" (data_dir), "hub" (Hugging Face datasets), or "auto" (local when present)
+    source: str = "auto"
+    #: prompt template with the task's fields in braces, e.g. "Review: {review} Label: "
+    template: str | None = None
+    #: the strings the LLM must produce, one per class in the task's class order
+    labels: list[str] | None = None
+    #: test languages to evaluate (default: all of the task's languages)
+    languages: list[str] | None = None
+    #: YAML/JSON spec of a custom task (name: custom)
+    spec: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"unknown data source {self.source!r}; choose one of: {', '.join(SOURCES)}")
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class EvalConfig(ConfigMixin):
+    """How to evaluate a bridge on a task."""
+
+    split: str = "test"
+    #: languages to evaluate (default: the task's evaluation languages)
+    languages: list[str] | None = None
+    #: "score": pick the label string with the highest log-probability (default);
+    #: "generate": greedy generation, exact match against the label strings
+    mode: str = "score"
+    #: "sum" of label-token log-probs (= probability of generating the label), or "mean"
+    score: str = "sum"
+    #: at most this many examples per language (class-balanced, deterministic)
+    limit: int | None = None
+    batch_size: int = 32
+    bootstrap: int = 1000
+    seed: int = 0
+    #: "auto" = bf16 autocast on GPU, fp32 on CPU
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("score", "generate"):
+            raise ConfigError(f"unknown evaluation mode {self.mode!r}; choose score or generate")
+        if self.score not in ("sum", "mean"):
+            raise ConfigError(f"unknown score {self.score!r}; choose sum or mean")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be positive, got {self.limit}")

@@ -151,6 +151,11 @@ class Bridge(nn.Module):
         )
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
 
+    @property
+    def encoder_pad_id(self) -> int:
+        pad = self.encoder_tokenizer.pad_token_id
+        return int(pad) if pad is not None else 0
+
     def target_token_ids(self, text: str) -> list[int]:
         """LLM token ids of a target string followed by EOS."""
         ids = self.llm_tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -180,6 +185,14 @@ class Bridge(nn.Module):
             states = states.to(self.boundary.dtype)
         fused, weights = self.fusion(states, attention_mask)  # [B, T, D_enc], [B, T, L]
         return self.projector(fused), weights  # [B, T, D_llm]
+
+    @torch.no_grad()
+    def layer_weights(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Fusion weights only (encoder + fusion, no LLM): [B, T] -> [B, T, L], 0 on padding."""
+        states = self.encoder(input_ids, attention_mask)
+        if not torch.is_autocast_enabled(states.device.type):
+            states = states.to(self.boundary.dtype)
+        return self.fusion(states, attention_mask)[1]
 
     def build_prefix(
         self, prompt: torch.Tensor, attention_mask: torch.Tensor

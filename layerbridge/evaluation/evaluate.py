@@ -1,0 +1,145 @@
+"""Evaluate a bridge on a task: languages x split, metrics with confidence intervals, artefacts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layerbridge.config import EvalConfig
+from layerbridge.data.types import TaskData
+from layerbridge.errors import DataError
+from layerbridge.evaluation import metrics
+from layerbridge.evaluation.predict import Predictions, predict_examples
+from layerbridge.evaluation.report import write_report
+from layerbridge.modeling.bridge import Bridge
+from layerbridge.tasks.base import Task
+
+
+def language_metrics(
+    data: TaskData, predictions: Predictions, num_classes: int, config: EvalConfig
+) -> dict[str, Any]:
+    """Accuracy and macro-F1 (with bootstrap CIs), confusion matrix, invalid count, layer weights."""
+    gold, pred = np.asarray(data.labels), predictions.pred
+    return {
+        "n": len(gold),
+        "accuracy": metrics.accuracy(gold, pred),
+        "accuracy_ci": list(metrics.accuracy_ci(gold, pred, config.bootstrap, config.seed)),
+        "macro_f1": metrics.macro_f1(gold, pred, num_classes),
+        "macro_f1_ci": list(metrics.macro_f1_ci(gold, pred, num_classes, config.bootstrap, config.seed)),
+        "invalid": int(np.sum(pred < 0)),
+        "confusion": metrics.confusion_matrix(gold, pred, num_classes).tolist(),
+        "layer_weights": predictions.mean_layer_weights.tolist(),
+        "source": data.source,
+        "data_report": data.report.to_dict(),
+    }
+
+
+def average_metrics(
+    per_language: dict[str, dict], pairs: dict[str, tuple], languages: list[str], config
+) -> dict:
+    chosen = [lang for lang in languages if lang in per_language]
+    if not chosen:
+        return {"languages": [], "accuracy": None, "accuracy_ci": None, "macro_f1": None}
+    return {
+        "languages": chosen,
+        "accuracy": float(np.mean([per_language[lang]["accuracy"] for lang in chosen])),
+        "accuracy_ci": list(
+            metrics.mean_accuracy_ci([pairs[lang] for lang in chosen], config.bootstrap, config.seed)
+        ),
+        "macro_f1": float(np.mean([per_language[lang]["macro_f1"] for lang in chosen])),
+    }
+
+
+def evaluate(
+    bridge: Bridge,
+    task: Task,
+    config: EvalConfig | None = None,
+    out_dir: str | Path | None = None,
+    bridge_info: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``bridge`` on ``task`` per language; write artefacts to ``out_dir`` if given.
+
+    Returns the results dictionary (also written as ``results.json``); per-example gold and
+    predicted labels go to ``predictions.json`` for paired significance tests.
+    """
+    config = config or EvalConfig()
+    languages = list(config.languages or (task.eval_languages if config.split == "test" else ("en",)))
+    for lang in languages:
+        task.check_language(config.split, lang)
+    train_keys = _train_text_keys(task) if config.split == "test" else set()
+    start = time.perf_counter()
+    per_language: dict[str, dict] = {}
+    predictions: dict[str, dict] = {}
+    pairs: dict[str, tuple] = {}
+    n_total = 0
+    for lang in languages:
+        data = task.load(config.split, lang, limit=config.limit, seed=config.seed)
+        preds = predict_examples(
+            bridge,
+            task,
+            data.examples,
+            task.label_strings,
+            config,
+            desc=f"{task.name}/{lang}",
+            progress=progress,
+        )
+        result = language_metrics(data, preds, task.num_classes, config)
+        result["low_resource"] = lang in task.low_resource
+        result["overlap_with_train"] = sum(ex.text_key() in train_keys for ex in data.examples)
+        if result["overlap_with_train"]:
+            data.report.warn(
+                f"{task.name}/{lang}: {result['overlap_with_train']} test text(s) also occur in train"
+            )
+        per_language[lang] = result
+        gold = np.asarray(data.labels)
+        pairs[lang] = (gold, preds.pred)
+        predictions[lang] = {
+            "uid": [ex.uid for ex in data.examples],
+            "gold": gold.tolist(),
+            "pred": preds.pred.tolist(),
+            **({"text": preds.texts} if preds.texts is not None else {}),
+        }
+        n_total += len(data)
+    seconds = time.perf_counter() - start
+    results = {
+        "task": task.name,
+        "split": config.split,
+        "config": config.to_dict(),
+        "label_names": list(task.label_names),
+        "label_strings": list(task.label_strings),
+        "template": task.template,
+        "bridge": {
+            "fusion": bridge.config.fusion,
+            "encoder": bridge.config.encoder,
+            "llm": bridge.config.llm,
+            "include_embeddings": bridge.config.include_embeddings,
+            **(bridge_info or {}),
+        },
+        "languages": per_language,
+        "averages": {
+            "all": average_metrics(per_language, pairs, languages, config),
+            "low_resource": average_metrics(
+                per_language, pairs, [x for x in languages if x in task.low_resource], config
+            ),
+        },
+        "timing": {
+            "seconds": round(seconds, 2),
+            "examples": n_total,
+            "examples_per_second": round(n_total / max(seconds, 1e-9), 2),
+        },
+    }
+    if out_dir is not None:
+        write_report(results, predictions, Path(out_dir))
+    return results
+
+
+def _train_text_keys(task: Task) -> set[str]:
+    """Texts of the task's training split, to count train/test overlap (empty if unavailable)."""
+    try:
+        return {ex.text_key() for ex in task.load("train").examples}
+    except DataError:
+        return set()

@@ -1,0 +1,134 @@
+"""Classification metrics, bootstrap confidence intervals and paired significance tests.
+
+All functions take integer arrays of gold and predicted class indices; a prediction of -1
+(e.g. a generation that matches no label string) counts as wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Array = np.ndarray
+
+
+def accuracy(gold: Array, pred: Array) -> float:
+    return float(np.mean(np.asarray(gold) == np.asarray(pred))) if len(gold) else float("nan")
+
+
+def confusion_matrix(gold: Array, pred: Array, num_classes: int) -> Array:
+    """[num_classes, num_classes + 1] counts; rows = gold, columns = predicted, last = invalid (-1)."""
+    matrix = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+    for g, p in zip(np.asarray(gold), np.asarray(pred), strict=True):
+        matrix[g, p if p >= 0 else num_classes] += 1
+    return matrix
+
+
+def _macro_f1_batched(gold: Array, pred: Array, num_classes: int) -> Array:
+    """Macro-F1 for each row of [R, n] arrays (classes absent from gold and pred are skipped)."""
+    scores = []
+    present = []
+    for c in range(num_classes):
+        g, p = gold == c, pred == c
+        tp = np.sum(g & p, axis=-1)
+        fp = np.sum(~g & p, axis=-1)
+        fn = np.sum(g & ~p, axis=-1)
+        denom = 2 * tp + fp + fn
+        scores.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
+        present.append(denom > 0)
+    scores_arr, present_arr = np.stack(scores, -1), np.stack(present, -1)
+    return np.sum(scores_arr * present_arr, -1) / np.maximum(np.sum(present_arr, -1), 1)
+
+
+def macro_f1(gold: Array, pred: Array, num_classes: int) -> float:
+    """Unweighted mean of per-class F1 = 2TP / (2TP + FP + FN)."""
+    return float(_macro_f1_batched(np.asarray(gold)[None], np.asarray(pred)[None], num_classes)[0])
+
+
+def bootstrap_ci(
+    gold: Array,
+    pred: Array,
+    statistic: Callable[[Array, Array], Array],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI: resample examples with replacement ``n_resamples`` times.
+
+    ``statistic`` maps [R, n] gold/pred arrays to [R] values.
+    """
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    if len(gold) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(gold), size=(n_resamples, len(gold)))
+    values = statistic(gold[idx], pred[idx])
+    alpha = (1 - level) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def accuracy_ci(gold: Array, pred: Array, n_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    return bootstrap_ci(gold, pred, lambda g, p: np.mean(g == p, axis=-1), n_resamples, seed)
+
+
+def macro_f1_ci(
+    gold: Array, pred: Array, num_classes: int, n_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    return bootstrap_ci(gold, pred, lambda g, p: _macro_f1_batched(g, p, num_classes), n_resamples, seed)
+
+
+def mean_accuracy_ci(
+    pairs: Sequence[tuple[Array, Array]], n_resamples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """CI of the unweighted mean of per-language accuracies (each language resampled on its own)."""
+    if not pairs:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n_resamples)
+    for gold, pred in pairs:
+        correct = np.asarray(gold) == np.asarray(pred)
+        idx = rng.integers(0, len(correct), size=(n_resamples, len(correct)))
+        total += correct[idx].mean(-1)
+    values = total / len(pairs)
+    return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
+
+
+def paired_bootstrap(
+    gold: Array, pred_a: Array, pred_b: Array, n_resamples: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Paired bootstrap of acc(A) - acc(B) over the same examples.
+
+    Returns the observed difference, its 95% CI, and a two-sided p-value: twice the smaller
+    of the fractions of resamples with difference <= 0 and >= 0.
+    """
+    gold = np.asarray(gold)
+    diff = (np.asarray(pred_a) == gold).astype(np.float64) - (np.asarray(pred_b) == gold)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(diff), size=(n_resamples, len(diff)))
+    deltas = diff[idx].mean(-1)
+    p = 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))
+    return {
+        "delta": float(diff.mean()),
+        "ci_low": float(np.quantile(deltas, 0.025)),
+        "ci_high": float(np.quantile(deltas, 0.975)),
+        "p_value": float(min(1.0, p)),
+    }
+
+
+def mcnemar(gold: Array, pred_a: Array, pred_b: Array) -> dict[str, float]:
+    """Exact McNemar test on the discordant pairs (A right & B wrong vs A wrong & B right).
+
+    p = two-sided binomial test of b successes out of b + c at 1/2.
+    """
+    gold = np.asarray(gold)
+    right_a, right_b = np.asarray(pred_a) == gold, np.asarray(pred_b) == gold
+    b = int(np.sum(right_a & ~right_b))
+    c = int(np.sum(~right_a & right_b))
+    n = b + c
+    if n == 0:
+        return {"a_only": b, "b_only": c, "p_value": 1.0}
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return {"a_only": b, "b_only": c, "p_value": float(min(1.0, 2 * tail))}
