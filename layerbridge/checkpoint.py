@@ -52,8 +52,8 @@ def base_model_info(bridge: Bridge) -> dict[str, dict[str, Any]]:
     }
 
 
-def save_bridge(bridge: Bridge, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``bridge`` to ``directory`` atomically; returns the directory."""
+def write_bridge_files(bridge: Bridge, folder: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the bridge's two files into an existing ``folder`` (no atomicity by itself)."""
     from layerbridge import __version__
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in bridge.bridge_state_dict().items()}
@@ -65,10 +65,15 @@ def save_bridge(bridge: Bridge, directory: str | Path, extra: dict[str, Any] | N
         "parameters": bridge.parameter_counts(),
         "extra": extra or {},
     }
+    save_file(tensors, folder / WEIGHTS_NAME, metadata={"format": "pt", "layerbridge": str(FORMAT_VERSION)})
+    write_json(folder / CONFIG_NAME, meta)
+
+
+def save_bridge(bridge: Bridge, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``bridge`` to ``directory`` atomically (all or nothing); returns the directory."""
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
-        save_file(tensors, tmp / WEIGHTS_NAME, metadata={"format": "pt", "layerbridge": str(FORMAT_VERSION)})
-        write_json(tmp / CONFIG_NAME, meta)
+        write_bridge_files(bridge, tmp, extra)
     return directory
 
 

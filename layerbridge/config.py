@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import yaml
 
 from layerbridge.errors import ConfigError
+from layerbridge.io import load_yaml
 
 C = TypeVar("C")
 
@@ -48,7 +49,7 @@ class ConfigMixin:
             raise ConfigError(f"config file {path} does not exist")
         text = path.read_text(encoding="utf-8")
         try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+            data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
         except (json.JSONDecodeError, yaml.YAMLError) as err:
             raise ConfigError(f"config file {path} is not valid {path.suffix[1:]}: {err}") from None
         if not isinstance(data, dict):
@@ -139,7 +140,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(target, dict):
                 raise ConfigError(f"override {item!r}: {key} is not a section")
         try:
-            target[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+            target[keys[-1]] = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             target[keys[-1]] = raw
     return data
@@ -249,3 +250,81 @@ class EvalConfig(ConfigMixin):
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be positive, got {self.limit}")
+
+
+@dataclass
+class TrainConfig(ConfigMixin):
+    """Optimisation settings. Defaults follow the paper's reference code (notes/method.md)."""
+
+    output_dir: str = "runs/bridge"
+    seed: int = 42
+    lr: float = 3e-5
+    betas: tuple[float, float] = (0.8, 0.999)
+    weight_decay: float = 3e-7
+    epochs: float = 3.0
+    #: optimizer steps; overrides ``epochs`` when set
+    max_steps: int | None = None
+    #: examples per device per micro-step (global batch = batch_size x grad_accum x processes)
+    batch_size: int = 8
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    max_grad_norm: float | None = 1.0
+    #: English training examples, class-stratified subsample (reference: up to 100k)
+    max_train_examples: int | None = 100_000
+    #: seed of the training-data subsample (kept fixed across training seeds)
+    data_seed: int = 0
+    #: evaluate on English dev every N optimizer steps (0 = only at the end); keeps the best
+    eval_every: int = 500
+    #: English dev examples used for model selection (class-balanced)
+    dev_limit: int | None = 500
+    #: resumable checkpoint every N optimizer steps (0 = none)
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    #: "auto" = bf16 autocast on GPU, fp32 on CPU; or fp32 / bf16 / fp16
+    precision: str = "auto"
+    #: batches are built from examples of similar length within windows of this many batches
+    bucket_size: int = 50
+    num_workers: int = 0
+    eval_batch_size: int = 32
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        for name in ("batch_size", "grad_accum", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.max_steps is None and self.epochs <= 0:
+            raise ConfigError("train.epochs must be positive (or set train.max_steps)")
+
+
+@dataclass
+class RunConfig(ConfigMixin):
+    """Everything ``layerbridge train`` needs: the bridge, the task and the optimisation."""
+
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(_plain(self.to_dict()), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+        """A config file (optional) plus ``section.key=value`` overrides."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            data = cls.from_file(path).to_dict()
+        return cls.from_dict(apply_overrides(data, overrides or []))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (for YAML output)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -79,3 +79,52 @@ def marker_example(rng: random.Random) -> tuple[str, str]:
 def _quiet_threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture(scope="session")
+def marker_task(tmp_path_factory) -> Path:
+    """A custom task spec (CSV files) for the synthetic marker task; returns the spec path."""
+    root = tmp_path_factory.mktemp("marker-task")
+    for name, n, seed in (("train.csv", 600, 1), ("dev.csv", 60, 2), ("test.csv", 60, 3)):
+        rng = random.Random(seed)
+        rows = [marker_example(rng) for _ in range(n)]
+        (root / name).write_text("text,label\n" + "".join(f'"{x}",{y}\n' for x, y in rows), encoding="utf-8")
+    spec = root / "marker.yaml"
+    spec.write_text(
+        "name: marker\n"
+        'template: "{text}"\n'
+        "labels: {yes: 'yes', no: 'no'}\n"
+        "train: train.csv\n"
+        "dev: dev.csv\n"
+        "test:\n  - {path: test.csv, language: en}\n",
+        encoding="utf-8",
+    )
+    return spec
+
+
+def tiny_run_config(tiny_dir: Path, spec: Path, output_dir: Path, **train_kwargs):
+    """A RunConfig for the marker task on the tiny models."""
+    from layerbridge.config import RunConfig, TaskConfig, TrainConfig
+
+    train = {
+        "output_dir": str(output_dir),
+        "lr": 3e-3,
+        "max_steps": 40,
+        "batch_size": 8,
+        "eval_every": 20,
+        "save_every": 20,
+        "log_every": 5,
+        "dev_limit": 60,
+        "seed": 7,
+        **train_kwargs,
+    }
+    return RunConfig(
+        bridge=BridgeConfig(
+            encoder=str(tiny_dir / "bert"),
+            llm=str(tiny_dir / "llama"),
+            fusion="transformer-softmax",
+            fusion_options={"ffn_dim": 64},
+        ),
+        task=TaskConfig(name="custom", spec=str(spec)),
+        train=TrainConfig(**train),
+    )

@@ -1,9 +1,335 @@
-"""Job commands (train, eval, predict, compare, quickstart) — registered by ``main``."""
+"""Job commands: train, eval, predict, compare, quickstart, tasks."""
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from layerbridge.config import EvalConfig, RunConfig, TaskConfig
+from layerbridge.errors import ConfigError, DataError
+
+console = Console(stderr=True)
+out = Console()
 
 
-def register(app: typer.Typer) -> None:  # filled in by the training issue
-    return None
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _run_config(config: Path | None, sets: list[str] | None, shortcuts: dict[str, Any]) -> RunConfig:
+    """Config file, then shortcut options, then ``--set`` overrides (later wins)."""
+    overrides = [f"{key}={json.dumps(value)}" for key, value in shortcuts.items() if value is not None]
+    return RunConfig.load(config, overrides + list(sets or []))
+
+
+def _results_table(results: dict[str, Any]) -> Table:
+    table = Table(title=f"{results['task']} — {results['split']} ({results['config']['mode']})")
+    for column in ("language", "n", "accuracy %", "95% CI", "macro-F1 %"):
+        table.add_column(column, justify="right" if column != "language" else "left")
+    for lang, r in results["languages"].items():
+        table.add_row(
+            lang + (" (low)" if r["low_resource"] else ""),
+            str(r["n"]),
+            f"{100 * r['accuracy']:.1f}",
+            f"[{100 * r['accuracy_ci'][0]:.1f}, {100 * r['accuracy_ci'][1]:.1f}]",
+            f"{100 * r['macro_f1']:.1f}",
+        )
+    for name, avg in results["averages"].items():
+        if avg["languages"]:
+            lo, hi = avg["accuracy_ci"]
+            table.add_row(
+                f"avg ({name})",
+                "",
+                f"{100 * avg['accuracy']:.1f}",
+                f"[{100 * lo:.1f}, {100 * hi:.1f}]",
+                f"{100 * avg['macro_f1']:.1f}",
+            )
+    return table
+
+
+def _comparison_table(summary: dict[str, Any]) -> Table:
+    fusions, baseline = summary["fusions"], summary["baseline"]
+    table = Table(title="accuracy % (mean ± std over seeds)")
+    table.add_column("language")
+    for fusion in fusions:
+        table.add_column(fusion, justify="right")
+    others = [f for f in fusions if f in summary["significance"]]
+    for fusion in others:
+        table.add_column(f"Δ {fusion} vs {baseline} (p)", justify="right")
+
+    def cell(stats: dict) -> str:
+        return f"{100 * stats['accuracy_mean']:.1f} ± {100 * stats['accuracy_std']:.1f}"
+
+    for lang in summary["languages"]:
+        row = [lang + (" (low)" if lang in summary["low_resource"] else "")]
+        row += [cell(summary["table"][f]["languages"][lang]) for f in fusions]
+        for f in others:
+            sig = summary["significance"][f][lang]["bootstrap"]
+            row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
+        table.add_row(*row)
+    for name in ("all", "low_resource"):
+        if name in summary["table"][fusions[0]]["averages"]:
+            row = [f"avg ({name})"] + [cell(summary["table"][f]["averages"][name]) for f in fusions]
+            for f in others:
+                sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
+                row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
+            table.add_row(*row)
+    return table
+
+
+# --------------------------------------------------------------------------- train
+def train_cmd(
+    config: Path = typer.Option(None, "--config", "-c", help="YAML/JSON run config (bridge / task / train)"),
+    sets: list[str] = typer.Option(None, "--set", "-s", help="override, e.g. train.lr=6e-4 (repeatable)"),
+    task: str = typer.Option(None, help="task name: xnli, indicxnli, sinhala-news, marc, custom"),
+    task_spec: Path = typer.Option(None, help="YAML/JSON spec of a custom task"),
+    data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
+    encoder: str = typer.Option(None, help="encoder: e5-small, a Hugging Face id or a path"),
+    llm: str = typer.Option(None, help="LLM: smollm2-135m, a Hugging Face id or a path"),
+    fusion: str = typer.Option(None, help="last | global-softmax | transformer-softmax"),
+    output_dir: Path = typer.Option(None, "--output-dir", "-o", help="run folder"),
+    seed: int = typer.Option(None),
+    max_steps: int = typer.Option(None, help="optimizer steps (overrides epochs)"),
+    lr: float = typer.Option(None, help="learning rate"),
+    batch_size: int = typer.Option(None, help="per-device batch size"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the run's latest checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run in output_dir"),
+    evaluate_test: bool = typer.Option(
+        False, "--evaluate", help="evaluate the best bridge on the test split"
+    ),
+) -> None:
+    """Train a bridge on English data (multi-GPU: `accelerate launch -m layerbridge.cli.main train ...`)."""
+    from layerbridge.training import train
+
+    run = _run_config(
+        config,
+        sets,
+        {
+            "task.name": task,
+            "task.spec": str(task_spec) if task_spec else None,
+            "task.data_dir": str(data_dir) if data_dir else None,
+            "bridge.encoder": encoder,
+            "bridge.llm": llm,
+            "bridge.fusion": fusion,
+            "train.output_dir": str(output_dir) if output_dir else None,
+            "train.seed": seed,
+            "train.max_steps": max_steps,
+            "train.lr": lr,
+            "train.batch_size": batch_size,
+        },
+    )
+    result = train(run, resume=resume, overwrite=overwrite)
+    s = result.summary
+    best = "n/a" if s["best_dev_accuracy"] is None else f"{100 * s['best_dev_accuracy']:.1f}%"
+    console.print(
+        f"[green]✓[/green] {s['steps']} steps, best English dev accuracy {best} at step {s['best_step']}"
+    )
+    console.print(f"  best bridge: {result.best_dir}   log: {result.output_dir / 'log.jsonl'}")
+    if evaluate_test:
+        from layerbridge.evaluation import evaluate
+        from layerbridge.tasks import get_task
+
+        results = evaluate(
+            result.bridge, get_task(run.task), EvalConfig(), out_dir=result.output_dir / "eval"
+        )
+        out.print(_results_table(results))
+
+
+# --------------------------------------------------------------------------- eval
+def eval_cmd(
+    bridge: Path = typer.Argument(..., help="a trained bridge folder (e.g. runs/x/best)"),
+    task: str = typer.Option(None, help="task (default: the one the bridge was trained for)"),
+    task_spec: Path = typer.Option(None, help="YAML/JSON spec of a custom task"),
+    data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
+    source: str = typer.Option("auto", help="auto | local | hub"),
+    languages: str = typer.Option(None, help="comma-separated languages (default: all of the task)"),
+    split: str = typer.Option("test", help="test | dev"),
+    mode: str = typer.Option("score", help="score (label scoring) | generate (exact match)"),
+    limit: int = typer.Option(None, help="at most N examples per language (class-balanced)"),
+    batch_size: int = typer.Option(32),
+    bootstrap: int = typer.Option(1000, help="bootstrap resamples for the CIs"),
+    out_dir: Path = typer.Option(None, "--out", help="artefact folder (default: <bridge>/../eval-<split>)"),
+    device: str = typer.Option(None, help="cpu, cuda, cuda:1, … (default: GPU if any)"),
+) -> None:
+    """Evaluate a bridge: accuracy and macro-F1 per language with 95% CIs, tables and plots."""
+    from layerbridge import api
+    from layerbridge.checkpoint import read_bridge_meta
+
+    saved = read_bridge_meta(bridge).get("extra", {}).get("task")
+    use_saved = saved is not None and task is None and task_spec is None
+    if task_spec:
+        name, spec = "custom", str(task_spec)
+    elif task:
+        name, spec = task, None
+    elif saved:
+        name, spec = saved.get("kind", saved["name"]), saved.get("spec")
+    else:
+        raise ConfigError("the bridge does not record its task; pass --task")
+    task_config = TaskConfig(
+        name=name,
+        spec=spec,
+        data_dir=str(data_dir) if data_dir else None,
+        source=source,
+        # a bridge is evaluated with the prompt and label strings it was trained with
+        labels=list(saved["labels"].values()) if use_saved else None,
+        template=saved["template"] if use_saved else None,
+    )
+    config = EvalConfig(
+        split=split,
+        languages=_csv(languages),
+        mode=mode,
+        limit=limit,
+        batch_size=batch_size,
+        bootstrap=bootstrap,
+    )
+    target = out_dir or bridge.parent / f"eval-{split}"
+    results = api.evaluate(bridge, task_config, config, out_dir=target, device=device)
+    out.print(_results_table(results))
+    console.print(
+        f"artefacts: {target} (results.json, results.csv, results.md, layer_weights.png, accuracy.png)"
+    )
+
+
+# --------------------------------------------------------------------------- predict
+def predict_cmd(
+    bridge: Path = typer.Argument(..., help="a trained bridge folder"),
+    texts: list[str] = typer.Argument(None, help="input texts (default: --file, else stdin, one per line)"),
+    file: Path = typer.Option(
+        None, "--file", "-f", help="one input per line (plain text, TAB-separated fields, or JSON objects)"
+    ),
+    generate: bool = typer.Option(False, "--generate", help="generate free text instead of scoring labels"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object per input"),
+    task: str = typer.Option(None, help="task for prompt and labels (default: the bridge's own)"),
+    device: str = typer.Option(None),
+) -> None:
+    """Classify text in any language (label + probabilities), or generate text, with a trained bridge."""
+    from layerbridge import api
+
+    if texts:
+        lines = list(texts)
+    elif file is not None:
+        if not file.is_file():
+            raise DataError(f"input file {file} does not exist")
+        lines = file.read_text(encoding="utf-8").splitlines()
+    elif not sys.stdin.isatty():
+        lines = sys.stdin.read().splitlines()
+    else:
+        raise DataError("no input: give texts as arguments, --file FILE, or pipe them on stdin")
+    lines = [line for line in lines if line.strip()] or [""]
+    inputs = [_parse_input(line) for line in lines]
+    results = api.predict(bridge, inputs, task=task, mode="generate" if generate else "score", device=device)
+    for line, result in zip(lines, results, strict=True):
+        if as_json:
+            print(json.dumps({"input": line, **result}, ensure_ascii=False), flush=True)  # JSON lines
+        elif generate:
+            print(f"{result['text']}\t{result['label'] or '-'}", flush=True)
+        else:
+            probs = ", ".join(f"{k}={v:.2f}" for k, v in result["probabilities"].items())
+            print(f"{result['label']}\t{probs}", flush=True)
+
+
+def _parse_input(line: str) -> str | dict[str, str]:
+    if line.lstrip().startswith("{"):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"input line is not valid JSON: {err.msg}") from None
+        return {str(k): str(v) for k, v in value.items()}
+    return line
+
+
+# --------------------------------------------------------------------------- compare / quickstart
+def compare_cmd(
+    task: str = typer.Option(None, help="task name (or set it in --config)"),
+    fusions: str = typer.Option("last,global-softmax,transformer-softmax", help="comma-separated fusions"),
+    seeds: str = typer.Option("1,2,3", help="comma-separated seeds"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML/JSON run config shared by all runs"),
+    sets: list[str] = typer.Option(None, "--set", "-s", help="override, e.g. train.max_steps=200"),
+    languages: str = typer.Option(None, help="test languages (default: all of the task)"),
+    limit: int = typer.Option(None, help="test examples per language"),
+    out_dir: Path = typer.Option(Path("runs/compare"), "--out", help="output folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="retrain runs that already finished"),
+) -> None:
+    """Train and test several fusions (x seeds) on one task; print one comparison table."""
+    from layerbridge.experiments.compare import run_comparison
+
+    run = _run_config(config, sets, {"task.name": task})
+    seed_list = [int(s) for s in _csv(seeds) or []]
+    fusion_list = _csv(fusions) or []
+    if not seed_list or not fusion_list:
+        raise ConfigError("give at least one fusion and one seed")
+    summary = run_comparison(
+        run,
+        fusion_list,
+        seed_list,
+        out_dir,
+        EvalConfig(languages=_csv(languages), limit=limit),
+        reuse=not overwrite,
+        log=console.log,
+    )
+    out.print(_comparison_table(summary))
+    console.print(f"tables: {out_dir / 'comparison.md'}  per-run plots: {out_dir}/<fusion>/seed-<s>/eval/")
+
+
+def quickstart_cmd(
+    out_dir: Path = typer.Option(Path("runs/quickstart"), "--out", help="output folder"),
+    steps: int = typer.Option(100, help="optimizer steps per bridge (batch 8)"),
+    limit: int = typer.Option(150, help="test examples per language"),
+    data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
+) -> None:
+    """Train a Transformer-Softmax bridge and a last-layer baseline on English news; test on en + si."""
+    from layerbridge.experiments.quickstart import run_quickstart
+
+    start = time.perf_counter()
+    console.print(
+        "[bold]layerbridge quickstart[/bold]: e5-small + SmolLM2-135M, English BBC news -> Sinhala news"
+    )
+    summary = run_quickstart(
+        out_dir, steps=steps, limit=limit, data_dir=str(data_dir) if data_dir else None, log=console.log
+    )
+    out.print(_comparison_table(summary))
+    chance = 100 / 5
+    console.print(f"chance level: {chance:.0f}%   wall time: {(time.perf_counter() - start) / 60:.1f} min")
+    for fusion in summary["fusions"]:
+        seed = summary["table"][fusion]["seeds"][0]
+        folder = out_dir / fusion / f"seed-{seed}" / "eval"
+        console.print(f"{fusion}: plots {folder / 'layer_weights.png'}, {folder / 'accuracy.png'}")
+    console.print(f"tables: {out_dir / 'comparison.md'}")
+
+
+def tasks_cmd() -> None:
+    """List the tasks, their languages, label strings and data sources."""
+    from layerbridge.tasks import TASKS
+
+    table = Table(title="tasks")
+    for column in ("name", "languages", "low-resource", "labels", "hub datasets"):
+        table.add_column(column)
+    for name in TASKS.names():
+        cls = TASKS.get(name)
+        if name == "custom":
+            table.add_row(name, "from your spec", "", "from your spec", "")
+            continue
+        table.add_row(
+            name,
+            " ".join(cls.languages),
+            " ".join(cls.low_resource),
+            " / ".join(cls.default_label_strings),
+            " ".join(cls.hub_datasets),
+        )
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)
+    app.command("predict")(predict_cmd)
+    app.command("compare")(compare_cmd)
+    app.command("quickstart")(quickstart_cmd)
+    app.command("tasks")(tasks_cmd)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from layerbridge.cli import models
@@ -36,15 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     _register_commands()
     debug = os.environ.get("LAYERBRIDGE_DEBUG") == "1"
     try:
-        app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exit_:
-        return exit_.exit_code
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        return 130
+        # standalone mode: typer/click report usage errors themselves (exit code 2) and
+        # always end with SystemExit; our own errors propagate to the handler below.
+        app(args=argv, prog_name="layerbridge", standalone_mode=True)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except (LayerbridgeError, FileNotFoundError, PermissionError) as err:
         if debug:
             raise

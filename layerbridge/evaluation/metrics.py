@@ -95,26 +95,40 @@ def mean_accuracy_ci(
     return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
 
 
+def bootstrap_difference(
+    diffs: Sequence[Array], n_resamples: int = 10_000, seed: int = 0
+) -> dict[str, float]:
+    """Bootstrap the mean of per-example differences, averaged over one or more groups.
+
+    ``diffs`` holds one array per group (e.g. per language) of paired per-example
+    differences (correct_A - correct_B, possibly averaged over seeds); each group is resampled
+    on its own and the statistic is the unweighted mean over groups of the group means.
+    Returns the observed value, its 95% CI and a two-sided p-value (twice the smaller
+    fraction of resampled statistics on either side of 0).
+    """
+    rng = np.random.default_rng(seed)
+    stats = np.zeros(n_resamples)
+    for diff in diffs:
+        diff = np.asarray(diff, dtype=np.float64)
+        idx = rng.integers(0, len(diff), size=(n_resamples, len(diff)))
+        stats += diff[idx].mean(-1)
+    stats /= len(diffs)
+    p = 2 * min(np.mean(stats <= 0), np.mean(stats >= 0))
+    return {
+        "delta": float(np.mean([np.mean(d) for d in diffs])),
+        "ci_low": float(np.quantile(stats, 0.025)),
+        "ci_high": float(np.quantile(stats, 0.975)),
+        "p_value": float(min(1.0, p)),
+    }
+
+
 def paired_bootstrap(
     gold: Array, pred_a: Array, pred_b: Array, n_resamples: int = 10_000, seed: int = 0
 ) -> dict[str, float]:
-    """Paired bootstrap of acc(A) - acc(B) over the same examples.
-
-    Returns the observed difference, its 95% CI, and a two-sided p-value: twice the smaller
-    of the fractions of resamples with difference <= 0 and >= 0.
-    """
+    """Paired bootstrap of acc(A) - acc(B) over the same examples (see :func:`bootstrap_difference`)."""
     gold = np.asarray(gold)
     diff = (np.asarray(pred_a) == gold).astype(np.float64) - (np.asarray(pred_b) == gold)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), size=(n_resamples, len(diff)))
-    deltas = diff[idx].mean(-1)
-    p = 2 * min(np.mean(deltas <= 0), np.mean(deltas >= 0))
-    return {
-        "delta": float(diff.mean()),
-        "ci_low": float(np.quantile(deltas, 0.025)),
-        "ci_high": float(np.quantile(deltas, 0.975)),
-        "p_value": float(min(1.0, p)),
-    }
+    return bootstrap_difference([diff], n_resamples, seed)
 
 
 def mcnemar(gold: Array, pred_a: Array, pred_b: Array) -> dict[str, float]:

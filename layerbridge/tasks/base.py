@@ -127,6 +127,8 @@ class Task:
     def describe(self) -> dict:
         return {
             "name": self.name,
+            "kind": self.config.name,  # the registry name ("custom" for spec-defined tasks)
+            "spec": self.config.spec,
             "description": self.description,
             "template": self.template,
             "labels": dict(zip(self.label_names, self.label_strings, strict=True)),

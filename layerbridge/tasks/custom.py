@@ -28,6 +28,7 @@ from layerbridge.config import TaskConfig
 from layerbridge.data.readers import check_columns, read_rows
 from layerbridge.data.types import DataReport, Example
 from layerbridge.errors import ConfigError, DataError
+from layerbridge.io import load_yaml
 from layerbridge.tasks.base import TASKS, RawRow, Task, template_fields
 
 SPEC_KEYS = {
@@ -48,7 +49,7 @@ def read_spec(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"custom task spec {path} does not exist")
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
+        spec = load_yaml(path.read_text(encoding="utf-8"))  # YAML is a superset of JSON
     except yaml.YAMLError as err:
         raise ConfigError(f"custom task spec {path} is not valid YAML/JSON: {err}") from None
     if not isinstance(spec, dict):

@@ -1,0 +1,156 @@
+"""The Python API, mirroring the command line (for notebooks and scripts).
+
+>>> import layerbridge as lb
+>>> result = lb.train(lb.RunConfig.load("configs/quickstart.yaml"))   # layerbridge train
+>>> scores = lb.evaluate(result.best_dir, "sinhala-news", lb.EvalConfig(limit=100))
+>>> lb.predict(result.best_dir, ["ශ්‍රී ලංකා ක්‍රිකට් කණ්ඩායම ජය ගත්තේය."])
+[{'label': 'Sports', 'probabilities': {...}}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from layerbridge.checkpoint import load_bridge, read_bridge_meta
+from layerbridge.config import EvalConfig, RunConfig, TaskConfig
+from layerbridge.data.types import Example
+from layerbridge.errors import ConfigError, DataError
+from layerbridge.evaluation.evaluate import evaluate as _evaluate
+from layerbridge.evaluation.predict import predict_examples
+from layerbridge.modeling.bridge import Bridge
+from layerbridge.tasks import get_task
+from layerbridge.tasks.base import template_fields
+from layerbridge.training import TrainResult
+from layerbridge.training import train as _train
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What ``predict`` needs of a task: the template and the label strings."""
+
+    name: str
+    template: str
+    label_strings: tuple[str, ...]
+
+    @property
+    def fields(self) -> list[str]:
+        return list(dict.fromkeys(template_fields(self.template)))
+
+    @classmethod
+    def of(cls, task_or_meta: Any) -> PromptSpec:
+        if isinstance(task_or_meta, dict):  # the "task" metadata saved with a trained bridge
+            return cls(task_or_meta["name"], task_or_meta["template"], tuple(task_or_meta["labels"].values()))
+        return cls(task_or_meta.name, task_or_meta.template, tuple(task_or_meta.label_strings))
+
+
+def train(
+    config: RunConfig | dict | str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """``layerbridge train``: train a bridge; returns it (best dev weights) and where it was saved."""
+    if isinstance(config, str | Path):
+        config = RunConfig.load(config)
+    elif isinstance(config, dict):
+        config = RunConfig.from_dict(config)
+    return _train(config, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def _as_bridge(bridge: Bridge | str | Path, device: str | None = None) -> tuple[Bridge, dict]:
+    if isinstance(bridge, Bridge):
+        return bridge, {}
+    return load_bridge(bridge, device=device), read_bridge_meta(bridge).get("extra", {})
+
+
+def _as_task(task: TaskConfig | str | None, meta: dict, data_dir: str | None = None):
+    if task is None:
+        saved = meta.get("task")
+        if not saved:
+            raise ConfigError("no task given and the bridge does not record the task it was trained for")
+        task = TaskConfig(
+            name=saved.get("kind", saved["name"]),
+            spec=saved.get("spec"),
+            data_dir=data_dir,
+            template=saved["template"],
+            labels=list(saved["labels"].values()),
+        )
+    elif isinstance(task, str):
+        task = TaskConfig(name=task, data_dir=data_dir)
+    return get_task(task)
+
+
+def evaluate(
+    bridge: Bridge | str | Path,
+    task: TaskConfig | str | None = None,
+    config: EvalConfig | None = None,
+    out_dir: str | Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``layerbridge eval``: per-language accuracy / macro-F1 with CIs (+ artefacts in ``out_dir``)."""
+    model, meta = _as_bridge(bridge, device)
+    info = {"path": str(bridge)} if not isinstance(bridge, Bridge) else {}
+    return _evaluate(
+        model, _as_task(task, meta), config, out_dir=out_dir, bridge_info=info, progress=progress
+    )
+
+
+def predict(
+    bridge: Bridge | str | Path,
+    inputs: Sequence[str | dict[str, str]],
+    *,
+    task: TaskConfig | str | None = None,
+    mode: str = "score",
+    batch_size: int = 32,
+    device: str | None = None,
+) -> list[dict[str, Any]]:
+    """``layerbridge predict``: label (with probabilities) or generated text for each input.
+
+    An input is the text of a one-field task, a dict of field values, or the fields joined
+    by a TAB (e.g. premise<TAB>hypothesis for NLI).
+    """
+    model, meta = _as_bridge(bridge, device)
+    spec = PromptSpec.of(meta["task"] if task is None and meta.get("task") else _as_task(task, meta))
+    examples = [Example(_fields(spec, item, i), 0, f"input/{i}") for i, item in enumerate(inputs)]
+    config = EvalConfig(mode=mode, batch_size=batch_size)
+    with torch.no_grad():
+        preds = predict_examples(model, spec, examples, spec.label_strings, config, progress=False)
+    results = []
+    for i in range(len(examples)):
+        label = spec.label_strings[preds.pred[i]] if preds.pred[i] >= 0 else None
+        if mode == "score":
+            probs = preds.probabilities()[i]
+            results.append(
+                {
+                    "label": label,
+                    "probabilities": dict(zip(spec.label_strings, map(float, probs), strict=True)),
+                }
+            )
+        else:
+            results.append({"text": preds.texts[i], "label": label})
+    return results
+
+
+def _fields(spec: PromptSpec, item: str | dict[str, str], index: int) -> dict[str, str]:
+    names = spec.fields
+    if isinstance(item, dict):
+        missing = [n for n in names if not str(item.get(n, "")).strip()]
+        if missing:
+            raise DataError(f"input #{index} lacks field(s) {', '.join(missing)} of task {spec.name}")
+        return {n: str(item[n]) for n in names}
+    if not isinstance(item, str) or not item.strip():
+        raise DataError(f"input text #{index} is empty")
+    parts = item.split("\t") if len(names) > 1 else [item]
+    if len(parts) != len(names):
+        raise DataError(
+            f"input #{index} must give {len(names)} fields ({', '.join(names)}) separated by a TAB, "
+            f"got {len(parts)}"
+        )
+    return dict(zip(names, (p.strip() for p in parts), strict=True))

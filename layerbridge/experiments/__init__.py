@@ -1,0 +1,1 @@
+"""Experiments built from the library: fusion comparisons and the paper-reproduction study."""

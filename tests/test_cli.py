@@ -1,0 +1,134 @@
+"""The command line: jobs work end to end; bad input gives one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from layerbridge import api
+from layerbridge.cli.main import main
+from layerbridge.config import EvalConfig, RunConfig, TaskConfig
+from tests.conftest import tiny_run_config
+from tests.test_training import ROOT, _env
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, marker_task, tmp_path_factory):
+    """A tiny bridge trained on the marker task through the CLI (config file + --set overrides)."""
+    out = tmp_path_factory.mktemp("cli-run")
+    config = tiny_run_config(tiny_dir, marker_task, out / "run", max_steps=300, eval_every=100, save_every=0)
+    path = out / "run.yaml"
+    path.write_text(config.to_yaml())
+    assert main(["train", "-c", str(path), "--set", "train.log_every=50"]) == 0
+    return out / "run"
+
+
+def test_train_eval_predict_from_the_command_line(trained, capsys, tmp_path):
+    bridge = trained / "best"
+    assert main(["eval", str(bridge), "--limit", "40", "--out", str(tmp_path / "eval")]) == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["task"] == "marker" and results["languages"]["en"]["n"] == 40
+    assert results["languages"]["en"]["accuracy"] >= 0.8
+    capsys.readouterr()
+    assert (
+        main(["predict", str(bridge), "text : w3 marker w9 label :", "text : w3 w9 label :", "--json"]) == 0
+    )
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    assert [x["label"] for x in lines] == ["yes", "no"]
+    assert abs(sum(lines[0]["probabilities"].values()) - 1) < 1e-6
+    assert main(["predict", str(bridge), "text : w1 label :", "--generate"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_predict_reads_stdin(trained):
+    done = subprocess.run(
+        [sys.executable, "-m", "layerbridge.cli.main", "predict", str(trained / "best")],
+        input="text : marker w2 label :\ntext : w2 w5 label :\n",
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert [line.split("\t")[0] for line in done.stdout.strip().splitlines()] == ["yes", "no"]
+
+
+def test_python_api_mirrors_the_cli(trained, tmp_path):
+    results = api.evaluate(trained / "best", None, EvalConfig(limit=20), progress=False)
+    assert results["languages"]["en"]["n"] == 20
+    predictions = api.predict(trained / "best", ["text : marker label :", {"text": "text : w1 label :"}])
+    assert [p["label"] for p in predictions] == ["yes", "no"]
+
+
+def test_config_round_trip_and_overrides(tmp_path):
+    config = RunConfig.load(None, ["bridge.fusion=last", "train.lr=6e-4", "train.betas=[0.9, 0.95]"])
+    assert config.bridge.fusion == "last" and config.train.lr == 6e-4 and config.train.betas == (0.9, 0.95)
+    for suffix, text in ((".yaml", config.to_yaml()), (".json", config.to_json())):
+        path = tmp_path / f"run{suffix}"
+        path.write_text(text)
+        assert RunConfig.from_file(path) == config
+    assert RunConfig.from_json(config.to_json()).task == TaskConfig()
+
+
+BAD_COMMANDS = [
+    (["train", "--fusion", "mean"], "unknown fusion 'mean'"),
+    (["train", "--task", "mnli"], "unknown task 'mnli'"),
+    (["train", "--set", "train.lr=fast"], "train.lr must be a number"),
+    (["train", "--set", "train.learning_rate=1"], "unknown key(s) learning_rate"),
+    (["train", "-c", "/no/such/config.yaml"], "does not exist"),
+    (["eval", "/no/such/bridge"], "not a bridge checkpoint"),
+    (["eval", "BRIDGE", "--languages", "xx"], "unknown language 'xx'"),
+    (["predict", "BRIDGE", "   "], "input text #0 is empty"),
+    (["models", "prepare", "gpt-5"], "unknown built-in model 'gpt-5'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_COMMANDS)
+def test_bad_input_gives_one_line_and_nonzero_exit(args, message, trained, capsys):
+    args = [str(trained / "best") if a == "BRIDGE" else a for a in args]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bad_data_through_a_real_process_has_no_traceback(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    (tmp_path / "train.csv").write_text("text,label\nhello,maybe\n")
+    spec.write_text(
+        "template: '{text}'\nlabels: {yes: Yes, no: No}\ntrain: train.csv\ndev: train.csv\n"
+        "test: [{path: train.csv, language: en}]\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layerbridge.cli.main",
+            "train",
+            "--task",
+            "custom",
+            "--task-spec",
+            str(spec),
+            "-o",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert "label 'maybe' is not in the label set" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    usage = subprocess.run(
+        [sys.executable, "-m", "layerbridge.cli.main", "train", "--no-such-option"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert usage.returncode == 2 and "No such option" in usage.stderr and "Traceback" not in usage.stderr
