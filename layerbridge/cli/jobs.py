@@ -304,6 +304,81 @@ def quickstart_cmd(
     console.print(f"tables: {out_dir / 'comparison.md'}")
 
 
+def study_cmd(
+    quick: bool = typer.Option(False, "--quick", help="tiny budget: checks the whole pipeline in minutes"),
+    out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/study or runs/study-quick)"),
+    export_dir: Path = typer.Option(
+        None, "--export", help="committed results (default results/ or runs/study-quick/results)"
+    ),
+    tasks: str = typer.Option(None, help="only these tasks (comma-separated)"),
+    data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
+) -> None:
+    """Reproduce the paper's comparison (last vs global-softmax vs transformer-softmax) on 3 tasks."""
+    from layerbridge.experiments.study import run_study
+
+    budget = "quick" if quick else "cpu"
+    out_dir = out_dir or Path("runs/study-quick" if quick else "runs/study")
+    export_dir = export_dir or (out_dir / "results" if quick else Path("results"))
+    command = "layerbridge study" + (" --quick" if quick else "") + (f" --tasks {tasks}" if tasks else "")
+    result = run_study(
+        out_dir,
+        export_dir,
+        budget,
+        str(data_dir) if data_dir else None,
+        _csv(tasks),
+        log=console.log,
+        command=command,
+    )
+    for task, summary in result["summaries"].items():
+        out.print(f"[bold]{task}[/bold]")
+        out.print(_comparison_table(summary))
+    console.print(f"tables and plots: {export_dir / 'README.md'}")
+
+
+def bench_cmd(
+    shapes: str = typer.Option(
+        "builtin",
+        help="builtin (e5-small + SmolLM2-135M) and/or paper (random "
+        "mT5-large-shaped encoder + Llama-3.2-1B-shaped LLM)",
+    ),
+    batch_sizes: str = typer.Option("8", help="comma-separated training batch sizes"),
+    steps: int = typer.Option(10, help="timed steps per case (after warm-up)"),
+    warmup: int = typer.Option(3, help="untimed warm-up steps"),
+    fusion: str = typer.Option("transformer-softmax"),
+    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16"),
+    naive: bool = typer.Option(True, "--naive/--no-naive", help="also time the naive reference design"),
+    eval_examples: int = typer.Option(64, help="examples for the label-scoring throughput"),
+    eval_batch_size: int = typer.Option(16),
+    device: str = typer.Option(None),
+    out: Path = typer.Option(None, "--out", help="write the JSON report here (and a .md beside it)"),
+) -> None:
+    """Measure training and evaluation throughput, ours vs the naive design, in one process."""
+    from layerbridge.bench.run import BenchConfig, markdown, run_benchmark
+    from layerbridge.io import write_json
+
+    config = BenchConfig(
+        shapes=_csv(shapes) or ["builtin"],
+        batch_sizes=[int(b) for b in _csv(batch_sizes) or []],
+        steps=steps,
+        warmup=warmup,
+        fusion=fusion,
+        device=device,
+        precision=precision,
+        naive=naive,
+        eval_examples=eval_examples,
+        eval_batch_size=eval_batch_size,
+    )
+    report = run_benchmark(config, log=console.log)
+    report["command"] = "layerbridge " + " ".join(sys.argv[1:])
+    table = markdown(report)
+    out_console = Console()
+    out_console.print(table, markup=False)
+    if out is not None:
+        write_json(out, report)
+        out.with_suffix(".md").write_text(table, encoding="utf-8")
+        console.print(f"report: {out} and {out.with_suffix('.md')}")
+
+
 def tasks_cmd() -> None:
     """List the tasks, their languages, label strings and data sources."""
     from layerbridge.tasks import TASKS
@@ -332,4 +407,6 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(predict_cmd)
     app.command("compare")(compare_cmd)
     app.command("quickstart")(quickstart_cmd)
+    app.command("study")(study_cmd)
+    app.command("bench")(bench_cmd)
     app.command("tasks")(tasks_cmd)

@@ -1,0 +1,1 @@
+"""Benchmarks: our training/evaluation steps against the naive reference design, FLOPs and MFU."""
