@@ -29,3 +29,12 @@ test: lint
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+study: setup
+	$(BIN)/layerbridge study
+
+study-quick: setup
+	$(BIN)/layerbridge study --quick
+
+bench: setup
+	$(BIN)/layerbridge bench --batch-sizes 8,32 --out benchmarks/results/cpu.json

@@ -165,6 +165,9 @@ class BridgeConfig(ConfigMixin):
     projector: str = "linear"
     #: keyword arguments of the projector (e.g. ``hidden_dim`` for ``mlp``)
     projector_options: dict[str, Any] = field(default_factory=dict)
+    #: "default" (PyTorch init, as the reference) or "zeros": the projector's last layer
+    #: starts at zero, i.e. training starts from an empty soft prompt (steadier on short budgets)
+    projector_init: str = "default"
     #: include the encoder's embedding-layer output h^(0) among the fused layers
     include_embeddings: bool = False
     freeze_encoder: bool = True
@@ -181,6 +184,8 @@ class BridgeConfig(ConfigMixin):
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        if self.projector_init not in ("default", "zeros"):
+            raise ConfigError(f"unknown projector_init {self.projector_init!r}; choose default or zeros")
         if self.boundary_init not in ("zeros", "normal"):
             raise ConfigError(f"unknown boundary_init {self.boundary_init!r}; choose zeros or normal")
         from layerbridge.modeling.fusion import FUSIONS

@@ -204,3 +204,16 @@ def test_llm_without_input_embeddings_is_rejected(make_bridge, monkeypatch):
     monkeypatch.setattr(LlamaForCausalLM, "get_input_embeddings", lambda self: None)
     with pytest.raises(ModelError, match="exposes no input embeddings"):
         make_bridge("bert", "last")
+
+
+def test_zero_initialised_projector_starts_from_an_empty_prompt(make_bridge):
+    bridge = make_bridge("bert", "transformer-softmax", projector_init="zeros")
+    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    prompt, _ = bridge.soft_prompt(ids, mask)
+    assert torch.equal(prompt, torch.zeros_like(prompt))
+    bridge.train()
+    bridge(*_batch(bridge)).loss.backward()
+    assert bridge.projector.weight.grad.abs().sum() > 0  # it still learns
+    mlp = make_bridge("bert", "last", projector="mlp", projector_init="zeros")
+    assert torch.equal(mlp.projector[2].weight, torch.zeros_like(mlp.projector[2].weight))
+    assert mlp.projector[0].weight.abs().sum() > 0

@@ -132,3 +132,17 @@ def test_bad_data_through_a_real_process_has_no_traceback(tmp_path):
         cwd=ROOT,
     )
     assert usage.returncode == 2 and "No such option" in usage.stderr and "Traceback" not in usage.stderr
+
+
+def test_shipped_configs_parse():
+    from pathlib import Path
+
+    from layerbridge.tasks.custom import read_spec
+
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name.startswith("custom-task"):
+            assert read_spec(path)["labels"]["neg"] == "Negative"
+        else:
+            config = RunConfig.from_file(path)
+            assert config.train.lr > 0, path

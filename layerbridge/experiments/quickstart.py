@@ -29,7 +29,7 @@ def quickstart_config(steps: int = 100, data_dir: str | None = None) -> RunConfi
             lr=1e-3,
             max_steps=steps,
             batch_size=8,
-            warmup_ratio=0.1,
+            warmup_ratio=0.05,
             eval_every=0,  # select on English dev once, at the end
             dev_limit=100,
             save_every=0,

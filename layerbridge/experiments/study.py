@@ -49,9 +49,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "cpu": {
         "seeds": (1, 2, 3),
         "tasks": (
-            StudyTask("sinhala-news", steps=200, test_limit=300, dev_limit=100),
-            StudyTask("xnli", steps=200, test_limit=50, dev_limit=100),
-            StudyTask("marc", steps=150, test_limit=100, dev_limit=100, max_length=96),
+            StudyTask("sinhala-news", steps=200, test_limit=250, dev_limit=100),
+            StudyTask("xnli", steps=200, test_limit=40, dev_limit=100),
+            StudyTask("marc", steps=150, test_limit=80, dev_limit=100, max_length=96),
         ),
     },
     "quick": {
@@ -68,13 +68,15 @@ BUDGETS: dict[str, dict[str, Any]] = {
 def task_config(task: StudyTask, data_dir: str | None, eval_every: int) -> RunConfig:
     """The shared RunConfig of one task (fusion, seed and output folder are set per run)."""
     return RunConfig(
-        bridge=BridgeConfig(encoder="e5-small", llm="smollm2-135m", max_length=task.max_length),
+        bridge=BridgeConfig(
+            encoder="e5-small", llm="smollm2-135m", max_length=task.max_length, projector_init="zeros"
+        ),
         task=TaskConfig(name=task.name, data_dir=data_dir),
         train=TrainConfig(
             lr=1e-3,
             max_steps=task.steps,
             batch_size=8,
-            warmup_ratio=0.1,
+            warmup_ratio=0.05,
             eval_every=eval_every,
             dev_limit=task.dev_limit,
             save_every=eval_every,
@@ -307,7 +309,8 @@ def readme(summaries: dict[str, dict], record: dict[str, Any]) -> str:
             f"## {task}",
             "",
             f"{cfg['steps']} optimizer steps x batch 8 (lr {cfg['run']['train']['lr']}, cosine, "
-            f"10% warm-up); dev {cfg['run']['train']['dev_limit']} English examples; test "
+            f"5% warm-up, zero-initialised projector); dev {cfg['run']['train']['dev_limit']} English "
+            "examples; test "
             f"{cfg['eval']['limit'] or 'all'} examples per language (class-balanced, the same for "
             "every run).",
             "",

@@ -84,7 +84,9 @@ class Bridge(nn.Module):
 
         enc_dim, llm_dim = self.encoder.hidden_size, llm_hidden_size(llm)
         self.fusion = build_fusion(config.fusion, self.encoder.num_layers, enc_dim, **config.fusion_options)
-        self.projector = build_projector(config.projector, enc_dim, llm_dim, **config.projector_options)
+        self.projector = build_projector(
+            config.projector, enc_dim, llm_dim, init=config.projector_init, **config.projector_options
+        )
         boundary = torch.zeros(llm_dim)
         if config.boundary_init == "normal":
             boundary.normal_(std=0.02)

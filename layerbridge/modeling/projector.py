@@ -28,10 +28,19 @@ def mlp_projector(in_dim: int, out_dim: int, hidden_dim: int | None = None) -> n
     return nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
 
 
-def build_projector(name: str, in_dim: int, out_dim: int, **options: Any) -> nn.Module:
-    """Instantiate projector ``name``: [..., in_dim] -> [..., out_dim]."""
+def build_projector(name: str, in_dim: int, out_dim: int, init: str = "default", **options: Any) -> nn.Module:
+    """Instantiate projector ``name``: [..., in_dim] -> [..., out_dim].
+
+    ``init="zeros"`` zeroes the last linear layer, so the projector starts at 0 (an empty
+    soft prompt) while every layer still receives gradients (as LoRA's B matrix).
+    """
     builder = PROJECTORS.get(name)
     try:
-        return builder(in_dim, out_dim, **options)
+        projector = builder(in_dim, out_dim, **options)
     except TypeError as err:
         raise ConfigError(f"bad options for projector {name!r}: {err}") from None
+    if init == "zeros":
+        last = [m for m in projector.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return projector
