@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,3 +26,30 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
         raise ConfigError(f"unknown precision {precision!r}")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cpu_name() -> str:
+    """The CPU model name (from /proc/cpuinfo on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """Hardware and library versions, recorded with every study and benchmark result."""
+    import transformers
+
+    return {
+        "cpu": cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+    }

@@ -217,3 +217,13 @@ def test_zero_initialised_projector_starts_from_an_empty_prompt(make_bridge):
     mlp = make_bridge("bert", "last", projector="mlp", projector_init="zeros")
     assert torch.equal(mlp.projector[2].weight, torch.zeros_like(mlp.projector[2].weight))
     assert mlp.projector[0].weight.abs().sum() > 0
+
+
+def test_label_scoring_without_an_expandable_cache_gives_the_same_scores(make_bridge, monkeypatch):
+    bridge = make_bridge("t5", "global-softmax")
+    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    candidates = [bridge.target_token_ids(label) for label in LABELS]
+    cached = bridge.score_candidates(ids, mask, candidates).total
+    monkeypatch.setattr("layerbridge.modeling.bridge.output_cache", lambda out: object())
+    uncached = bridge.score_candidates(ids, mask, candidates).total
+    torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)

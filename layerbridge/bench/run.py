@@ -16,13 +16,11 @@ bf16 peak on GPU, and a measured fp32 matmul peak on CPU.
 
 from __future__ import annotations
 
-import platform
 import random
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,7 +33,7 @@ from layerbridge.data.prompts import encode_examples
 from layerbridge.evaluation.predict import predict_examples
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import build_bridge, load_base_models, resolve_device, resolve_dtype
-from layerbridge.runtime import autocast
+from layerbridge.runtime import autocast, environment
 from layerbridge.tasks import get_task
 
 
@@ -85,26 +83,8 @@ def cpu_matmul_peak(dtype: torch.dtype = torch.float32, size: int = 2048, repeat
 
 
 def describe_device(device: torch.device) -> dict[str, Any]:
-    import transformers
-
-    info = {
-        "type": device.type,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
-    if device.type == "cuda":
-        info["name"] = torch.cuda.get_device_name(device)
-    else:
-        info["name"] = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    info["name"] = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
+    info = environment() | {"type": device.type}
+    info["name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
     return info
 
 
@@ -294,7 +274,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
 def markdown(report: dict[str, Any]) -> str:
     dev = report["device"]
     lines = [
-        f"**{dev['name']}** ({dev['type']}, {dev['threads']} threads), torch {dev['torch']}, "
+        f"**{dev['name']}** ({dev['type']}, {dev['torch_threads']} threads), torch {dev['torch']}, "
         f"transformers {dev['transformers']}, precision `{report['precision']}`; MFU peak: "
         f"{report['peak_flops'] / 1e12:.2f} TFLOP/s ({report['peak_source']}).",
         "",

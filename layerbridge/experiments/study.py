@@ -17,7 +17,6 @@ cores; the paper's own budget (100k examples x 3 epochs, full test sets) needs a
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import sys
 import time
@@ -31,6 +30,7 @@ import numpy as np
 from layerbridge.config import BridgeConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig
 from layerbridge.experiments.compare import run_comparison, run_dir
 from layerbridge.io import atomic_file, write_json
+from layerbridge.runtime import environment
 
 FUSIONS = ("last", "global-softmax", "transformer-softmax")
 
@@ -86,31 +86,6 @@ def task_config(task: StudyTask, data_dir: str | None, eval_every: int) -> RunCo
     )
 
 
-def hardware() -> dict[str, Any]:
-    import torch
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {
-        "cpu": cpu,
-        "cpu_cores": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-    }
-
-
 def run_study(
     out_dir: str | Path = "runs/study",
     export_dir: str | Path | None = "results",
@@ -149,7 +124,7 @@ def run_study(
         "fusions": list(FUSIONS),
         "command": command or " ".join(["layerbridge", *sys.argv[1:]]),
         "configs": configs,
-        "hardware": hardware(),
+        "hardware": environment(),
         "wall_seconds_this_invocation": round(time.time() - started, 1),
         "train_seconds": _train_seconds(out_dir, chosen, spec["seeds"]),
     }

@@ -216,7 +216,10 @@ class Bridge(nn.Module):
         soft = prompt.gather(1, soft_index.unsqueeze(-1).expand(-1, -1, dim))  # [B, P, D]
         embeds = soft * is_soft.unsqueeze(-1) + self.boundary.to(soft.dtype) * is_boundary.unsqueeze(-1)
         if self.bos_id is not None:
-            bos = input_embeddings(self.llm).weight[self.bos_id].to(embeds.dtype)  # [D]
+            # through the embedding module, not its weight: some LLMs scale inside it (Gemma)
+            bos = self.embed_tokens(torch.tensor([self.bos_id], device=embeds.device))[0].to(
+                embeds.dtype
+            )  # [D]
             embeds = embeds + bos * (k == 0).unsqueeze(-1)
         return embeds.to(self.llm_dtype), (k >= 0).long()
 
@@ -272,7 +275,7 @@ class Bridge(nn.Module):
         """
         prompt, weights = self.soft_prompt(input_ids, attention_mask)
         prefix, prefix_mask = self.build_prefix(prompt, attention_mask)  # [B, P, D], [B, P]
-        batch, n_cand = prefix.shape[0], len(candidates)
+        cand_ids, cand_mask = self.pad_targets(candidates)  # [K, M]
         out = self.llm(
             inputs_embeds=prefix,
             attention_mask=prefix_mask,
@@ -281,28 +284,49 @@ class Bridge(nn.Module):
             **({"logits_to_keep": 1} if self._keep_logits else {}),
         )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, V]
-        cand_ids, cand_mask = self.pad_targets(candidates)  # [K, M]
-        total = first[:, cand_ids[:, 0]]  # [B, K]
+        total = first[:, cand_ids[:, 0]]  # [B, K]: log p(y_1 | prefix)
         if cand_ids.shape[1] > 1:
-            cache = output_cache(out)
-            cache.batch_repeat_interleave(n_cand)  # row b*K + k continues example b
-            inputs = cand_ids[:, :-1].repeat(batch, 1)  # [B*K, M-1]
-            inputs_mask = cand_mask[:, :-1].repeat(batch, 1)
-            mask = torch.cat([prefix_mask.repeat_interleave(n_cand, 0), inputs_mask], dim=1)
+            total = total + self._continuation_logprobs(out, prefix, prefix_mask, cand_ids, cand_mask)
+        lengths = cand_mask.sum(1).to(total.dtype)  # [K]
+        return LabelScores(total=total, mean=total / lengths, layer_weights=weights)
+
+    def _continuation_logprobs(
+        self,
+        prefix_out,
+        prefix: torch.Tensor,
+        prefix_mask: torch.Tensor,
+        cand_ids: torch.Tensor,
+        cand_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """sum_{j>=2} log p(y_j | prefix, y_{<j}) for every example and candidate: [B, K].
+
+        Row b*K + k of one [B*K, M-1] pass continues example b with candidate k, reusing the
+        prefix's KV cache (expanded K times). A cache that cannot be expanded falls back to
+        running prefix + candidate again, which gives the same numbers.
+        """
+        batch, n_cand = prefix.shape[0], cand_ids.shape[0]
+        inputs = cand_ids[:, :-1].repeat(batch, 1)  # [B*K, M-1]
+        inputs_mask = cand_mask[:, :-1].repeat(batch, 1)
+        embeds = self.embed_tokens(inputs).to(prefix.dtype)
+        mask = torch.cat([prefix_mask.repeat_interleave(n_cand, 0), inputs_mask], dim=1)
+        cache = output_cache(prefix_out)
+        if hasattr(cache, "batch_repeat_interleave"):
+            cache.batch_repeat_interleave(n_cand)
             offset = prefix_mask.sum(1).repeat_interleave(n_cand)  # [B*K] real prefix length
-            cont = self.llm(
-                inputs_embeds=self.embed_tokens(inputs),
+            logits = self.llm(
+                inputs_embeds=embeds,
                 attention_mask=mask,
                 position_ids=position_ids_from_mask(inputs_mask, offset),
                 use_cache=True,
                 **{self._cache_arg: cache},
-            )
-            logp = torch.log_softmax(cont.logits.float(), dim=-1)  # [B*K, M-1, V]
-            nxt = cand_ids[:, 1:].repeat(batch, 1)  # [B*K, M-1]
-            token_lp = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) * cand_mask[:, 1:].repeat(batch, 1)
-            total = total + token_lp.sum(-1).view(batch, n_cand)
-        lengths = cand_mask.sum(1).to(total.dtype)  # [K]
-        return LabelScores(total=total, mean=total / lengths, layer_weights=weights)
+            ).logits  # [B*K, M-1, V]
+        else:
+            full = torch.cat([prefix.repeat_interleave(n_cand, 0), embeds], dim=1)
+            logits = self._llm_logits(full, mask, first=prefix.shape[1])
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        targets = cand_ids[:, 1:].repeat(batch, 1)  # [B*K, M-1]
+        token_lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * cand_mask[:, 1:].repeat(batch, 1)
+        return token_lp.sum(-1).view(batch, n_cand)
 
     @torch.no_grad()
     def generate_ids(
