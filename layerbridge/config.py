@@ -293,6 +293,8 @@ class TrainConfig(ConfigMixin):
     num_workers: int = 0
     eval_batch_size: int = 32
     tensorboard: bool = False
+    #: torch.compile the LLM's decoder stack (dynamic shapes); see benchmarks/RESULTS.md
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -53,3 +53,14 @@ def environment() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "platform": platform.platform(),
     }
+
+
+def compile_llm(llm: torch.nn.Module) -> None:
+    """``torch.compile`` the LLM's decoder stack in place (dynamic shapes, parameter names kept).
+
+    The bridge's own modules stay eager: they are small, and the decoder holds nearly all the
+    step's work. Compilation happens on the first forward and backward passes.
+    """
+    get_decoder = getattr(llm, "get_decoder", None)
+    decoder = get_decoder() if callable(get_decoder) else None
+    (decoder if isinstance(decoder, torch.nn.Module) else llm).compile(dynamic=True)

@@ -163,3 +163,35 @@ def test_two_process_cpu_run_through_accelerate_launch(tiny_dir, marker_task, tm
     assert summary["world_size"] == 2 and summary["steps"] == 6
     assert (tmp_path / "ddp" / "checkpoints" / "step-000003" / "rng-rank1.safetensors").is_file()
     assert (tmp_path / "ddp" / "best" / "bridge.safetensors").is_file()
+
+
+def test_compiled_llm_trains_to_the_same_loss(tiny_dir, marker_task, tmp_path):
+    """train.compile only changes how the decoder runs, not what it computes."""
+    eager = train(
+        tiny_run_config(
+            tiny_dir, marker_task, tmp_path / "eager", max_steps=4, eval_every=0, save_every=0, log_every=1
+        ),
+        progress=False,
+    )
+    compiled = train(
+        tiny_run_config(
+            tiny_dir,
+            marker_task,
+            tmp_path / "compiled",
+            max_steps=4,
+            eval_every=0,
+            save_every=0,
+            log_every=1,
+            compile=True,
+        ),
+        progress=False,
+    )
+    losses = [
+        [
+            json.loads(x)["loss"]
+            for x in (r.output_dir / "log.jsonl").read_text().splitlines()
+            if '"train"' in x
+        ]
+        for r in (eager, compiled)
+    ]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-4)

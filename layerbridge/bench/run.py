@@ -33,7 +33,7 @@ from layerbridge.data.prompts import encode_examples
 from layerbridge.evaluation.predict import predict_examples
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import build_bridge, load_base_models, resolve_device, resolve_dtype
-from layerbridge.runtime import autocast, environment
+from layerbridge.runtime import autocast, compile_llm, environment
 from layerbridge.tasks import get_task
 
 
@@ -53,6 +53,7 @@ class BenchConfig:
     pool: int = 2048
     data_dir: str | None = None
     seed: int = 0
+    compile: bool = False
 
 
 def _sync(device: torch.device) -> None:
@@ -216,6 +217,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
     report: dict[str, Any] = {
         "device": describe_device(device),
         "precision": cfg.precision,
+        "compiled": cfg.compile,
         "peak_flops": peak,
         "peak_source": peak_source,
         "config": cfg.__dict__,
@@ -245,6 +247,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
             raise ValueError(f"unknown shape {shape!r}; choose builtin or paper")
         torch.manual_seed(cfg.seed)
         bridge = build_bridge(bridge_config, device=device, base=base)
+        if cfg.compile:
+            compile_llm(bridge.llm)  # compiled during the warm-up steps
         data = {
             "examples": examples,
             "prompts": [task.render(ex) for ex in examples],
@@ -275,7 +279,8 @@ def markdown(report: dict[str, Any]) -> str:
     dev = report["device"]
     lines = [
         f"**{dev['name']}** ({dev['type']}, {dev['torch_threads']} threads), torch {dev['torch']}, "
-        f"transformers {dev['transformers']}, precision `{report['precision']}`; MFU peak: "
+        f"transformers {dev['transformers']}, precision `{report['precision']}`, "
+        f"{'torch.compile' if report.get('compiled') else 'eager'}; MFU peak: "
         f"{report['peak_flops'] / 1e12:.2f} TFLOP/s ({report['peak_source']}).",
         "",
         "| shape | batch | ours ms/step | ours ex/s | ours tok/s | ours MFU | naive ms/step | naive ex/s "

@@ -350,6 +350,7 @@ def bench_cmd(
     eval_examples: int = typer.Option(64, help="examples for the label-scoring throughput"),
     eval_batch_size: int = typer.Option(16),
     device: str = typer.Option(None),
+    compile_llm: bool = typer.Option(False, "--compile", help="torch.compile the LLM decoder (ours only)"),
     out: Path = typer.Option(None, "--out", help="write the JSON report here (and a .md beside it)"),
 ) -> None:
     """Measure training and evaluation throughput, ours vs the naive design, in one process."""
@@ -367,6 +368,7 @@ def bench_cmd(
         naive=naive,
         eval_examples=eval_examples,
         eval_batch_size=eval_batch_size,
+        compile=compile_llm,
     )
     report = run_benchmark(config, log=console.log)
     report["command"] = "layerbridge " + " ".join(sys.argv[1:])

@@ -48,6 +48,19 @@ from layerbridge.modeling.projector import build_projector
 BRIDGE_PREFIXES = ("fusion.", "projector.", "boundary")
 
 
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """log softmax(logits)[target] in float32 without a float32 copy of all logits at once.
+
+    logits [N, S, V] (any dtype), targets [N, S] -> [N, S]; rows are processed in chunks.
+    """
+    out = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)
+    for start in range(0, logits.shape[0], chunk):
+        part = logits[start : start + chunk].float()
+        picked = part.gather(-1, targets[start : start + chunk].unsqueeze(-1)).squeeze(-1)
+        out[start : start + chunk] = picked - torch.logsumexp(part, dim=-1)
+    return out
+
+
 @dataclass
 class BridgeOutput:
     loss: torch.Tensor  # [] mean NLL over all target tokens of the batch
@@ -323,9 +336,8 @@ class Bridge(nn.Module):
         else:
             full = torch.cat([prefix.repeat_interleave(n_cand, 0), embeds], dim=1)
             logits = self._llm_logits(full, mask, first=prefix.shape[1])
-        logp = torch.log_softmax(logits.float(), dim=-1)
         targets = cand_ids[:, 1:].repeat(batch, 1)  # [B*K, M-1]
-        token_lp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * cand_mask[:, 1:].repeat(batch, 1)
+        token_lp = token_logprobs(logits, targets) * cand_mask[:, 1:].repeat(batch, 1)
         return token_lp.sum(-1).view(batch, n_cand)
 
     @torch.no_grad()

@@ -37,6 +37,7 @@ from layerbridge.evaluation.predict import predict_examples
 from layerbridge.io import write_json
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import BaseModels, build_bridge, load_base_models
+from layerbridge.runtime import compile_llm
 from layerbridge.tasks import Task, get_task
 from layerbridge.training import state as ckpt
 from layerbridge.training.data import EncodedExamples, epoch_batches, make_loader
@@ -165,6 +166,8 @@ def train(
         base = base or load_base_models(config.bridge, device=accelerator.device)
     torch.manual_seed(tc.seed)
     bridge = build_bridge(config.bridge, device=accelerator.device, base=base)
+    if tc.compile:
+        compile_llm(bridge.llm)
     encoded = encode_task_data(bridge, task, train_data)
 
     # ---- schedule
