@@ -105,14 +105,18 @@ def train_cmd(
         False, "--evaluate", help="evaluate the best bridge on the test split"
     ),
 ) -> None:
-    """Train a bridge on English data (multi-GPU: `accelerate launch -m layerbridge.cli.main train ...`)."""
+    """Train a bridge on English data.
+
+    Several GPUs or CPU processes:
+    `accelerate launch --multi_gpu --num_processes N -m layerbridge.cli.main train ...`
+    """
     from layerbridge.training import train
 
     run = _run_config(
         config,
         sets,
         {
-            "task.name": task,
+            "task.name": task or ("custom" if task_spec else None),
             "task.spec": str(task_spec) if task_spec else None,
             "task.data_dir": str(data_dir) if data_dir else None,
             "bridge.encoder": encoder,
