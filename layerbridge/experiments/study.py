@@ -171,7 +171,7 @@ def export(out_dir: Path, export_dir: Path, summaries: dict[str, dict], record: 
         plot_accuracy(summary, target / "accuracy.png", task)
     write_json(export_dir / "study.json", record)
     with atomic_file(export_dir / "README.md", "w", encoding="utf-8") as handle:
-        handle.write(readme(summaries, record))
+        handle.write(readme(summaries, record, out_dir))
 
 
 def mean_layer_weights(summary: dict, task_dir: Path, fusion: str) -> np.ndarray:
@@ -239,6 +239,24 @@ def plot_accuracy(summary: dict, path: Path, task: str) -> None:
     plt.close(fig)
 
 
+def dominant_layers(summary: dict, task_dir: Path) -> list[str]:
+    """Per fused run: the layer with the largest mean weight (over languages), its weight and
+    the normalised entropy of the weights (1 = uniform, 0 = a single layer)."""
+    lines = []
+    for fusion in summary["fusions"]:
+        if fusion == "last":
+            continue
+        cells = []
+        for seed in summary["table"][fusion]["seeds"]:
+            results = json.loads((run_dir(task_dir, fusion, seed) / "eval" / "results.json").read_text())
+            weights = np.mean([r["layer_weights"] for r in results["languages"].values()], axis=0)
+            p = weights / weights.sum()
+            entropy = float(-(p * np.log(np.clip(p, 1e-12, None))).sum() / np.log(len(p)))
+            cells.append(f"seed {seed}: layer {int(p.argmax()) + 1} ({p.max():.2f}), entropy {entropy:.2f}")
+        lines.append(f"- `{fusion}`: " + "; ".join(cells))
+    return lines
+
+
 def verdict(summary: dict, fusion: str, name: str = "all") -> str:
     """A plain-language reading of the averaged paired test of ``fusion`` vs the baseline."""
     sig = summary["significance"].get(fusion, {}).get(f"avg:{name}")
@@ -254,7 +272,7 @@ def verdict(summary: dict, fusion: str, name: str = "all") -> str:
     return f"{delta:+.1f} points [95% CI {lo:+.1f}, {hi:+.1f}], p = {p:.3f}: {word}"
 
 
-def readme(summaries: dict[str, dict], record: dict[str, Any]) -> str:
+def readme(summaries: dict[str, dict], record: dict[str, Any], out_dir: Path | None = None) -> str:
     from layerbridge.experiments.compare import markdown
 
     hw = record["hardware"]
