@@ -51,7 +51,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "tasks": (
             StudyTask("sinhala-news", steps=200, test_limit=250, dev_limit=100),
             StudyTask("xnli", steps=200, test_limit=40, dev_limit=100),
-            StudyTask("marc", steps=150, test_limit=80, dev_limit=100, max_length=96),
+            StudyTask("marc", steps=120, test_limit=80, dev_limit=100, max_length=96),
         ),
     },
     "quick": {
@@ -322,4 +322,11 @@ def readme(summaries: dict[str, dict], record: dict[str, Any], out_dir: Path | N
             f"![accuracy]({task}/accuracy.png)",
             "",
         ]
+        if out_dir is not None and len(summary["fusions"]) > 1:
+            lines += [
+                "Learned layer weights per run (dominant layer, its weight, normalised entropy):",
+                "",
+                *dominant_layers(summary, out_dir / task),
+                "",
+            ]
     return "\n".join(lines) + "\n"
