@@ -284,7 +284,7 @@ def compare_cmd(
 
 def quickstart_cmd(
     out_dir: Path = typer.Option(Path("runs/quickstart"), "--out", help="output folder"),
-    steps: int = typer.Option(100, help="optimizer steps per bridge (batch 8)"),
+    steps: int = typer.Option(150, help="optimizer steps per bridge (batch 8)"),
     limit: int = typer.Option(150, help="test examples per language"),
     data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
 ) -> None:

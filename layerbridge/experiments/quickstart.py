@@ -4,7 +4,7 @@ With the built-in models (e5-small encoder, SmolLM2-135M LLM) it trains two brid
 English BBC news — Transformer Softmax (all 12 encoder layers, token-wise weights) and the
 LangBridge last-layer baseline — and tests both on English and, zero-shot, on Sinhala news.
 
-The budget is deliberately small (100 optimizer steps of 8 examples; 150 test examples per
+The budget is deliberately small (150 optimizer steps of 8 examples; 150 test examples per
 language), so the numbers are noisy; ``layerbridge study`` runs the full comparison.
 """
 
@@ -19,7 +19,7 @@ from layerbridge.experiments.compare import run_comparison
 FUSIONS = ("last", "transformer-softmax")
 
 
-def quickstart_config(steps: int = 100, data_dir: str | None = None) -> RunConfig:
+def quickstart_config(steps: int = 150, data_dir: str | None = None) -> RunConfig:
     return RunConfig(
         bridge=BridgeConfig(
             encoder="e5-small", llm="smollm2-135m", fusion="transformer-softmax", max_length=96
@@ -45,7 +45,7 @@ def quickstart_eval(limit: int = 150) -> EvalConfig:
 
 def run_quickstart(
     out_dir: str | Path = "runs/quickstart",
-    steps: int = 100,
+    steps: int = 150,
     limit: int = 150,
     data_dir: str | None = None,
     progress: bool = True,
