@@ -131,3 +131,14 @@ def test_study_budgets_are_valid_configs():
             assert config.train.max_steps == task.steps and config.bridge.encoder == "e5-small"
     assert len(BUDGETS["cpu"]["seeds"]) >= 3
     assert {t.name for t in BUDGETS["cpu"]["tasks"]} == {"xnli", "marc", "sinhala-news"}
+
+
+def test_quickstart_yaml_is_the_quickstart_recipe():
+    """configs/quickstart.yaml documents what `layerbridge quickstart` trains: they must not drift."""
+    from pathlib import Path
+
+    from layerbridge.config import RunConfig
+    from layerbridge.experiments.quickstart import quickstart_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    assert RunConfig.load(path).to_dict() == quickstart_config().to_dict()

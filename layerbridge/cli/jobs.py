@@ -284,8 +284,8 @@ def compare_cmd(
 
 def quickstart_cmd(
     out_dir: Path = typer.Option(Path("runs/quickstart"), "--out", help="output folder"),
-    steps: int = typer.Option(150, help="optimizer steps per bridge (batch 8)"),
-    limit: int = typer.Option(150, help="test examples per language"),
+    steps: int = typer.Option(None, help="optimizer steps per bridge (batch 8) [default: the recipe's]"),
+    limit: int = typer.Option(None, help="test examples per language [default: the recipe's]"),
     data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
 ) -> None:
     """Train a Transformer-Softmax bridge and a last-layer baseline on English news; test on en + si."""
@@ -295,8 +295,9 @@ def quickstart_cmd(
     console.print(
         "[bold]layerbridge quickstart[/bold]: e5-small + SmolLM2-135M, English BBC news -> Sinhala news"
     )
+    overrides = {k: v for k, v in {"steps": steps, "limit": limit}.items() if v is not None}
     summary = run_quickstart(
-        out_dir, steps=steps, limit=limit, data_dir=str(data_dir) if data_dir else None, log=console.log
+        out_dir, data_dir=str(data_dir) if data_dir else None, log=console.log, **overrides
     )
     out.print(_comparison_table(summary))
     chance = 100 / 5

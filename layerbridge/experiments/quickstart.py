@@ -17,9 +17,12 @@ from layerbridge.config import BridgeConfig, EvalConfig, RunConfig, TaskConfig, 
 from layerbridge.experiments.compare import run_comparison
 
 FUSIONS = ("last", "transformer-softmax")
+STEPS = 150  # optimizer steps per bridge (batch 8)
+TEST_LIMIT = 150  # test examples per language
 
 
-def quickstart_config(steps: int = 150, data_dir: str | None = None) -> RunConfig:
+def quickstart_config(steps: int = STEPS, data_dir: str | None = None) -> RunConfig:
+    """The recipe; ``configs/quickstart.yaml`` is the same config as a file (a test keeps them equal)."""
     return RunConfig(
         bridge=BridgeConfig(
             encoder="e5-small", llm="smollm2-135m", fusion="transformer-softmax", max_length=96
@@ -39,14 +42,14 @@ def quickstart_config(steps: int = 150, data_dir: str | None = None) -> RunConfi
     )
 
 
-def quickstart_eval(limit: int = 150) -> EvalConfig:
+def quickstart_eval(limit: int = TEST_LIMIT) -> EvalConfig:
     return EvalConfig(languages=["en", "si"], limit=limit, batch_size=16)
 
 
 def run_quickstart(
     out_dir: str | Path = "runs/quickstart",
-    steps: int = 150,
-    limit: int = 150,
+    steps: int = STEPS,
+    limit: int = TEST_LIMIT,
     data_dir: str | None = None,
     progress: bool = True,
     log=print,
