@@ -174,12 +174,18 @@ def export(out_dir: Path, export_dir: Path, summaries: dict[str, dict], record: 
         handle.write(readme(summaries, record, out_dir))
 
 
+def run_layer_weights(task_dir: Path, fusion: str, seed: int) -> dict[str, list[float]]:
+    """One run's mean layer weights per test language, from its results.json."""
+    results = json.loads((run_dir(task_dir, fusion, seed) / "eval" / "results.json").read_text())
+    return {lang: r["layer_weights"] for lang, r in results["languages"].items()}
+
+
 def mean_layer_weights(summary: dict, task_dir: Path, fusion: str) -> np.ndarray:
     """[languages, L] layer weights averaged over seeds."""
     per_seed = []
     for seed in summary["table"][fusion]["seeds"]:
-        results = json.loads((run_dir(task_dir, fusion, seed) / "eval" / "results.json").read_text())
-        per_seed.append([results["languages"][lang]["layer_weights"] for lang in summary["languages"]])
+        weights = run_layer_weights(task_dir, fusion, seed)
+        per_seed.append([weights[lang] for lang in summary["languages"]])
     return np.mean(np.asarray(per_seed), axis=0)
 
 
@@ -248,8 +254,7 @@ def dominant_layers(summary: dict, task_dir: Path) -> list[str]:
             continue
         cells = []
         for seed in summary["table"][fusion]["seeds"]:
-            results = json.loads((run_dir(task_dir, fusion, seed) / "eval" / "results.json").read_text())
-            weights = np.mean([r["layer_weights"] for r in results["languages"].values()], axis=0)
+            weights = np.mean(list(run_layer_weights(task_dir, fusion, seed).values()), axis=0)
             p = weights / weights.sum()
             entropy = float(-(p * np.log(np.clip(p, 1e-12, None))).sum() / np.log(len(p)))
             cells.append(f"seed {seed}: layer {int(p.argmax()) + 1} ({p.max():.2f}), entropy {entropy:.2f}")
