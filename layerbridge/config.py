@@ -245,6 +245,9 @@ class EvalConfig(ConfigMixin):
     seed: int = 0
     #: "auto" = bf16 autocast on GPU, fp32 on CPU
     precision: str = "auto"
+    #: languages the encoder was pretrained on, for grouped reports (default: known for the
+    #: XLM-R family, e.g. e5; unknown otherwise)
+    covered_languages: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("score", "generate"):

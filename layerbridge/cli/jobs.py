@@ -74,8 +74,8 @@ def _comparison_table(summary: dict[str, Any]) -> Table:
             sig = summary["significance"][f][lang]["bootstrap"]
             row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
         table.add_row(*row)
-    for name in ("all", "low_resource"):
-        if name in summary["table"][fusions[0]]["averages"]:
+    for name in summary["table"][fusions[0]]["averages"]:
+        if name:
             row = [f"avg ({name})"] + [cell(summary["table"][f]["averages"][name]) for f in fusions]
             for f in others:
                 sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
@@ -386,6 +386,75 @@ def bench_cmd(
         console.print(f"report: {out} and {out.with_suffix('.md')}")
 
 
+def probe_cmd(
+    task: str = typer.Option("sib200", help="a task with parallel test sets"),
+    encoder: str = typer.Option("e5-small", help="encoder: built-in name, Hugging Face id or path"),
+    bridge: Path = typer.Option(None, help="a trained bridge: also probe its fused representation"),
+    languages: str = typer.Option(None, help="comma-separated languages (default: all of the task)"),
+    limit: int = typer.Option(None, help="at most N English sentences (and their translations)"),
+    split: str = typer.Option("test", help="test | dev"),
+    batch_size: int = typer.Option(64),
+    covered_languages: str = typer.Option(
+        None,
+        help="languages the encoder was pretrained on: comma-separated or a file (default: XLM-R's for e5)",
+    ),
+    data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
+    out_dir: Path = typer.Option(Path("runs/alignment"), "--out", help="artefact folder"),
+    device: str = typer.Option(None),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="allow custom model code"),
+) -> None:
+    """Layer-wise cross-lingual alignment: retrieval of each sentence's English translation per layer."""
+    from layerbridge.evaluation.alignment import (
+        ProbeModel,
+        alignment_probe,
+        markdown_alignment,
+        plot_alignment,
+    )
+    from layerbridge.io import atomic_file, write_json
+    from layerbridge.languages import coverage_for
+    from layerbridge.tasks import get_task
+
+    if limit is not None and limit < 2:
+        raise ConfigError(f"--limit must be at least 2, got {limit}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    task_obj = get_task(TaskConfig(name=task, data_dir=str(data_dir) if data_dir else None))
+    langs = _csv(languages) or list(task_obj.eval_languages)
+    if bridge is not None:
+        from layerbridge.checkpoint import load_bridge
+
+        loaded = load_bridge(bridge, device=device)
+        model, encoder_name = ProbeModel.of_bridge(loaded), loaded.config.encoder
+    else:
+        model, encoder_name = _probe_encoder(encoder, device, trust_remote_code), encoder
+    coverage = coverage_for(encoder_name, covered_languages)
+    probe = alignment_probe(
+        model, task_obj, langs, split=split, limit=limit, batch_size=batch_size, coverage=coverage
+    )
+    probe["encoder"] = encoder_name
+    probe["bridge"] = str(bridge) if bridge else None
+    write_json(out_dir / "alignment.json", probe)
+    text = markdown_alignment(probe)
+    with atomic_file(out_dir / "alignment.md", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    plot_alignment(probe, out_dir / "alignment.png")
+    print(text)
+    console.print(f"artefacts: {out_dir} (alignment.json, alignment.md, alignment.png)")
+
+
+def _probe_encoder(name: str, device: str | None, trust_remote_code: bool):
+    import torch
+
+    from layerbridge.builtin import resolve_model
+    from layerbridge.evaluation.alignment import ProbeModel
+    from layerbridge.modeling.builders import load_tokenizer, resolve_device
+    from layerbridge.modeling.encoder import load_encoder_model
+
+    path = resolve_model(name)
+    model = load_encoder_model(path, torch.float32, trust_remote_code).to(resolve_device(device))
+    return ProbeModel(model, load_tokenizer(path, trust_remote_code))
+
+
 def tasks_cmd() -> None:
     """List the tasks, their languages, label strings and data sources."""
     from layerbridge.tasks import TASKS
@@ -398,10 +467,15 @@ def tasks_cmd() -> None:
         if name == "custom":
             table.add_row(name, "from your spec", "", "from your spec", "")
             continue
+        langs, low = " ".join(cls.languages), " ".join(cls.low_resource)
+        if len(cls.languages) > 20:
+            langs = f"{len(cls.languages)} FLORES-200 codes ({cls.languages[0]} … {cls.languages[-1]})"
+            langs += "; ISO aliases: si ta sw ur hi en …"
+            low = f"{len(cls.low_resource)}: " + low
         table.add_row(
             name,
-            " ".join(cls.languages),
-            " ".join(cls.low_resource),
+            langs,
+            low,
             " / ".join(cls.default_label_strings),
             " ".join(cls.hub_datasets),
         )
@@ -417,3 +491,4 @@ def register(app: typer.Typer) -> None:
     app.command("study")(study_cmd)
     app.command("bench")(bench_cmd)
     app.command("tasks")(tasks_cmd)
+    app.command("probe")(probe_cmd)

@@ -16,6 +16,11 @@ class Example:
     label: int
     uid: str  # e.g. "xnli/test/sw/17": stable across runs, used for paired statistics
 
+    @property
+    def item_id(self) -> str:
+        """The last part of ``uid``: the same for translations of one item in parallel data."""
+        return self.uid.rsplit("/", 1)[-1]
+
     def text_key(self) -> str:
         """Normalised text used to detect duplicates between splits."""
         return " ".join(" ".join(v.split()).lower() for v in self.fields.values())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from layerbridge.config import EvalConfig
 from layerbridge.data.types import TaskData
@@ -14,6 +15,7 @@ from layerbridge.errors import DataError
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.predict import Predictions, predict_examples
 from layerbridge.evaluation.report import write_report
+from layerbridge.languages import coverage_for, is_covered, language_groups, language_info
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.tasks.base import Task
 
@@ -67,16 +69,22 @@ def evaluate(
     predicted labels go to ``predictions.json`` for paired significance tests.
     """
     config = config or EvalConfig()
-    languages = list(config.languages or (task.eval_languages if config.split == "test" else ("en",)))
+    default = task.eval_languages if config.split == "test" else (task.train_language,)
+    languages = [task.canonical_language(lang) for lang in (config.languages or default)]
     for lang in languages:
         task.check_language(config.split, lang)
+    coverage = coverage_for(bridge.config.encoder, config.covered_languages)
     train_keys = _train_text_keys(task) if config.split == "test" else set()
     start = time.perf_counter()
     per_language: dict[str, dict] = {}
     predictions: dict[str, dict] = {}
     pairs: dict[str, tuple] = {}
     n_total = 0
-    for lang in languages:
+    outer = tqdm(
+        languages, desc=f"{task.name} languages", unit="lang", disable=not progress or len(languages) < 2
+    )
+    for lang in outer:
+        outer.set_postfix_str(lang)
         data = task.load(config.split, lang, limit=config.limit, seed=config.seed)
         preds = predict_examples(
             bridge,
@@ -89,6 +97,8 @@ def evaluate(
         )
         result = language_metrics(data, preds, task.num_classes, config)
         result["low_resource"] = lang in task.low_resource
+        result["script"] = language_info(lang).script
+        result["covered"] = is_covered(lang, coverage)
         result["overlap_with_train"] = sum(ex.text_key() in train_keys for ex in data.examples)
         if result["overlap_with_train"]:
             data.report.warn(
@@ -120,11 +130,12 @@ def evaluate(
             **(bridge_info or {}),
         },
         "languages": per_language,
+        "coverage": "unknown"
+        if coverage is None
+        else ("user list" if config.covered_languages else "XLM-R / CC-100 (100 languages)"),
         "averages": {
-            "all": average_metrics(per_language, pairs, languages, config),
-            "low_resource": average_metrics(
-                per_language, pairs, [x for x in languages if x in task.low_resource], config
-            ),
+            name: average_metrics(per_language, pairs, group, config)
+            for name, group in language_groups(languages, coverage, task.low_resource).items()
         },
         "timing": {
             "seconds": round(seconds, 2),

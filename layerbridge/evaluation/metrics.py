@@ -146,3 +146,19 @@ def mcnemar(gold: Array, pred_a: Array, pred_b: Array) -> dict[str, float]:
     k = min(b, c)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return {"a_only": b, "b_only": c, "p_value": float(min(1.0, 2 * tail))}
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error control, any dependence).
+
+    Sorted ascending p_(1) <= … <= p_(m): adjusted p_(i) = max_{j<=i} min(1, (m - j + 1) p_(j)),
+    returned in the input order.
+    """
+    m = len(p_values)
+    order = np.argsort(p_values, kind="stable")
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * float(p_values[index])))
+        adjusted[index] = running
+    return adjusted

@@ -14,6 +14,8 @@ from layerbridge.io import atomic_file, write_json
 CSV_COLUMNS = [
     "language",
     "low_resource",
+    "script",
+    "covered",
     "n",
     "accuracy",
     "accuracy_lo",
@@ -38,6 +40,8 @@ def csv_text(results: dict[str, Any]) -> str:
             [
                 lang,
                 int(r["low_resource"]),
+                r.get("script", ""),
+                "" if r.get("covered") is None else int(r["covered"]),
                 r["n"],
                 f"{r['accuracy']:.6f}",
                 f"{r['accuracy_ci'][0]:.6f}",
@@ -55,6 +59,8 @@ def csv_text(results: dict[str, Any]) -> str:
                     f"avg:{name}",
                     "",
                     "",
+                    "",
+                    len(avg["languages"]),
                     f"{avg['accuracy']:.6f}",
                     f"{avg['accuracy_ci'][0]:.6f}",
                     f"{avg['accuracy_ci'][1]:.6f}",
@@ -114,11 +120,12 @@ def plot_layer_weights(results: dict[str, Any], path: Path) -> None:
 
     langs = list(results["languages"])
     weights = np.array([results["languages"][lang]["layer_weights"] for lang in langs])
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * weights.shape[1], 1 + 0.35 * len(langs)), dpi=120)
+    row = 0.35 if len(langs) <= 40 else 0.14
+    fig, ax = plt.subplots(figsize=(1.5 + 0.45 * weights.shape[1], 1 + row * len(langs)), dpi=120)
     image = ax.imshow(weights, aspect="auto", cmap="viridis", vmin=0)
     first = 0 if results["bridge"].get("include_embeddings") else 1  # layer 0 = embedding output
     ax.set_xticks(range(weights.shape[1]), [str(i + first) for i in range(weights.shape[1])])
-    ax.set_yticks(range(len(langs)), langs)
+    ax.set_yticks(range(len(langs)), langs, fontsize=8 if len(langs) <= 40 else 5)
     ax.set_xlabel("encoder layer")
     ax.set_ylabel("language")
     ax.set_title(f"{results['task']}: mean layer weight ({results['bridge'].get('fusion', '')})", fontsize=9)
@@ -141,14 +148,87 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     colors = ["tab:orange" if results["languages"][lang]["low_resource"] else "tab:blue" for lang in langs]
     from matplotlib.patches import Patch
 
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.5 * len(langs)), 3.2), dpi=120)
-    ax.bar(langs, acc, color=colors, yerr=[acc - lo, hi - acc], capsize=3)
+    many = len(langs) > 40
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + (0.12 if many else 0.5) * len(langs)), 3.2), dpi=120)
+    ax.bar(langs, acc, color=colors, yerr=[acc - lo, hi - acc], capsize=0 if many else 3)
+    if many:
+        ax.tick_params(axis="x", labelrotation=90, labelsize=5)
     chance = ax.axhline(100 / len(results["label_strings"]), color="grey", linestyle="--", linewidth=1)
     ax.set_ylabel("accuracy (%), 95% CI")
     ax.set_ylim(0, 100)
     ax.set_title(f"{results['task']} {results['split']} — {results['bridge'].get('fusion', '')}", fontsize=9)
     handles = [Patch(color="tab:blue"), Patch(color="tab:orange"), chance]
     ax.legend(handles, ["other", "low-resource", "chance"], loc="upper right", fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_sorted_accuracy(summary: dict[str, Any], path: Path) -> None:
+    """Comparison: per-language accuracy (mean over seeds), languages sorted by the baseline, one
+    line per fusion; the baseline's seed spread as a band."""
+    plt = _pyplot()
+    langs, table, baseline = summary["languages"], summary["table"], summary["baseline"]
+    key = baseline if baseline in table else summary["fusions"][0]
+    order = sorted(langs, key=lambda x: table[key]["languages"][x]["accuracy_mean"])
+    many = len(order) > 40
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + (0.09 if many else 0.45) * len(order)), 3.6), dpi=130)
+    x = np.arange(len(order))
+    for fusion in summary["fusions"]:
+        stats = [table[fusion]["languages"][lang] for lang in order]
+        mean = np.array([s["accuracy_mean"] for s in stats]) * 100
+        ax.plot(x, mean, marker="" if many else "o", markersize=3, linewidth=1.2, label=fusion)
+        if fusion == key:
+            std = np.array([s["accuracy_std"] for s in stats]) * 100
+            ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set_xticks(x, order, rotation=90, fontsize=4.5 if many else 8)
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set_ylabel("accuracy (%), mean over seeds")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(f"per-language accuracy, sorted by `{key}` (band: ±1 std over seeds)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_gain_vs_baseline(summary: dict[str, Any], path: Path) -> None:
+    """Comparison: each fusion's gain over the baseline (points) against the baseline's accuracy,
+    one panel per fusion, coloured by whether the encoder was pretrained on the language."""
+    plt = _pyplot()
+    table, baseline, meta = summary["table"], summary["baseline"], summary.get("language_meta", {})
+    others = [f for f in summary["fusions"] if f != baseline and f in summary["significance"]]
+    fig, axes = plt.subplots(1, len(others), figsize=(4.2 * len(others), 3.6), dpi=130, squeeze=False)
+    colours = {
+        True: ("tab:blue", "encoder-covered"),
+        False: ("tab:red", "not covered"),
+        None: ("grey", "unknown"),
+    }
+    for ax, fusion in zip(axes[0], others, strict=True):
+        for flag, (colour, name) in colours.items():
+            langs = [x for x in summary["languages"] if meta.get(x, {}).get("covered") is flag]
+            if not langs:
+                continue
+            base = np.array([table[baseline]["languages"][x]["accuracy_mean"] for x in langs]) * 100
+            gain = np.array([table[fusion]["languages"][x]["accuracy_mean"] for x in langs]) * 100 - base
+            ax.scatter(base, gain, s=12, color=colour, alpha=0.75, label=f"{name} ({len(langs)})")
+            if len(langs) <= 20:
+                for b, g, lang in zip(base, gain, langs, strict=True):
+                    ax.annotate(lang, (b, g), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xlabel(f"`{baseline}` accuracy (%)")
+        ax.set_ylabel(f"gain of `{fusion}` (points)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{fusion} − {baseline}, per language", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 

@@ -23,6 +23,7 @@ import numpy as np
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.evaluate import evaluate
+from layerbridge.evaluation.report import plot_gain_vs_baseline, plot_sorted_accuracy
 from layerbridge.io import atomic_file, write_json
 from layerbridge.modeling.builders import load_base_models
 from layerbridge.tasks import get_task
@@ -87,6 +88,9 @@ def run_comparison(
     write_json(out_dir / "comparison.json", summary)
     with atomic_file(out_dir / "comparison.md", "w", encoding="utf-8") as handle:
         handle.write(markdown(summary))
+    plot_sorted_accuracy(summary, out_dir / "accuracy_sorted.png")
+    if summary["significance"]:
+        plot_gain_vs_baseline(summary, out_dir / "gain_vs_baseline.png")
     return summary
 
 
@@ -106,7 +110,12 @@ def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], bas
     equal seeds.
     """
     fusions = list(runs)
-    languages = list(next(iter(next(iter(runs.values())).values()))["results"]["languages"])
+    first = next(iter(next(iter(runs.values())).values()))["results"]
+    languages = list(first["languages"])
+    groups = {
+        name: avg["languages"] for name, avg in first.get("averages", {}).items() if avg["languages"]
+    } or {"all": languages}
+    groups.setdefault("all", languages)
     table: dict[str, dict[str, Any]] = {}
     for fusion, by_seed in runs.items():
         per_lang = {}
@@ -123,12 +132,7 @@ def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], bas
                 "n": by_seed[next(iter(by_seed))]["results"]["languages"][lang]["n"],
             }
         averages = {}
-        for name, langs in (
-            ("all", languages),
-            ("low_resource", [x for x in languages if x in low_resource]),
-        ):
-            if not langs:
-                continue
+        for name, langs in groups.items():
             per_seed = [
                 float(np.mean([run["results"]["languages"][x]["accuracy"] for x in langs]))
                 for run in by_seed.values()
@@ -153,13 +157,20 @@ def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], bas
             significance[fusion] = {
                 lang: paired_tests(runs[fusion], runs[baseline], lang) for lang in languages
             }
+            # per-language claims: Holm-Bonferroni over this fusion's languages
+            raw = [significance[fusion][lang]["bootstrap"]["p_value"] for lang in languages]
+            for lang, adjusted in zip(languages, metrics.holm(raw), strict=True):
+                significance[fusion][lang]["bootstrap"]["p_holm"] = adjusted
             for name, avg in table[fusion]["averages"].items():
                 significance[fusion][f"avg:{name}"] = paired_tests_pooled(
                     runs[fusion], runs[baseline], avg["languages"]
                 )
+    meta = {lang: {k: first["languages"][lang].get(k) for k in ("script", "covered")} for lang in languages}
     return {
         "fusions": fusions,
         "languages": languages,
+        "language_meta": meta,
+        "groups": groups,
         "low_resource": list(low_resource),
         "baseline": baseline,
         "table": table,
@@ -216,7 +227,8 @@ def markdown(summary: dict[str, Any]) -> str:
     others = [f for f in fusions if f != baseline and f in summary["significance"]]
     head += "".join(f" | Δ `{f}` − `{baseline}` (p boot / McNemar)" for f in others) + " |"
     lines = [
-        f"Accuracy (%), mean ± std over seeds {seeds}; Δ in points with paired-test p-values.",
+        f"Accuracy (%), mean ± std over seeds {seeds}; Δ in points with paired-test p-values "
+        "(per language: bootstrap / McNemar; Holm = bootstrap p adjusted over all languages).",
         "",
         head,
         "|---|" + "---:|" * (len(fusions) + len(others)),
@@ -230,16 +242,17 @@ def markdown(summary: dict[str, Any]) -> str:
         row = f"| {lang}{mark} | " + " | ".join(cell(summary["table"][f]["languages"][lang]) for f in fusions)
         for f in others:
             sig = summary["significance"][f][lang]
+            holm = sig["bootstrap"].get("p_holm")
             row += (
                 f" | {100 * sig['bootstrap']['delta']:+.1f} "
-                f"(p={sig['bootstrap']['p_value']:.3f} / {sig['mcnemar']['p_value']:.3f})"
+                f"(p={sig['bootstrap']['p_value']:.3f} / {sig['mcnemar']['p_value']:.3f}"
+                + (f"; Holm {holm:.3f})" if holm is not None else ")")
             )
         lines.append(row + " |")
-    for name in ("all", "low_resource"):
-        if name not in summary["table"][fusions[0]]["averages"]:
-            continue
-        row = f"| **average ({name})** | " + " | ".join(
-            f"**{cell(summary['table'][f]['averages'][name])}**" for f in fusions
+    for name in summary["table"][fusions[0]]["averages"]:
+        row = (
+            f"| **average ({name}, {len(summary['table'][fusions[0]]['averages'][name]['languages'])})** | "
+            + " | ".join(f"**{cell(summary['table'][f]['averages'][name])}**" for f in fusions)
         )
         for f in others:
             sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]

@@ -36,6 +36,7 @@ class RawRow:
     fields: dict[str, str]
     label: str
     where: str  # "path, row 12" — for error messages
+    item_id: str | None = None  # id shared by translations of the same item (parallel data)
 
 
 def template_fields(template: str) -> list[str]:
@@ -61,6 +62,8 @@ class Task:
     languages: ClassVar[tuple[str, ...]]  # test languages
     low_resource: ClassVar[tuple[str, ...]] = ()
     train_language: ClassVar[str] = "en"
+    #: test sets are translations of the same items (ids shared across languages)
+    parallel: ClassVar[bool] = False
     local_folder: ClassVar[str]  # sub-folder of the data dir that signals a local copy
     hub_datasets: ClassVar[tuple[str, ...]] = ()  # for documentation and `layerbridge tasks`
 
@@ -83,10 +86,12 @@ class Task:
                 f"(for {', '.join(self.label_names)}), got {strings}"
             )
         self.label_strings: tuple[str, ...] = tuple(strings)
-        self.eval_languages: tuple[str, ...] = tuple(config.languages or self.languages)
+        self.source = self._resolve_source(config.source)
+        self.eval_languages: tuple[str, ...] = tuple(
+            self.canonical_language(lang) for lang in (config.languages or self.languages)
+        )
         for lang in self.eval_languages:
             self.check_language("test", lang)
-        self.source = self._resolve_source(config.source)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -97,7 +102,12 @@ class Task:
         """Languages in which ``split`` exists."""
         return (self.train_language,) if split in ("train", "dev") else self.languages
 
+    def canonical_language(self, language: str) -> str:
+        """The task's own code for ``language`` (tasks with aliases override this)."""
+        return language
+
     def check_language(self, split: str, language: str) -> None:
+        language = self.canonical_language(language)
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         if language not in self.split_languages(split):
@@ -110,7 +120,7 @@ class Task:
         self, split: str, language: str | None = None, limit: int | None = None, seed: int = 0
     ) -> TaskData:
         """Read, validate and (optionally) sub-sample one split in one language."""
-        language = language or self.train_language
+        language = self.canonical_language(language or self.train_language)
         self.check_language(split, language)
         report = DataReport()
         examples, source = self._examples(split, language, report)
@@ -166,7 +176,8 @@ class Task:
             if any(not value for value in fields.values()):
                 report.skipped_empty += 1
                 continue
-            examples.append(Example(fields, self.raw_labels[key], f"{self.name}/{split}/{language}/{index}"))
+            item = row.item_id if row.item_id is not None else str(index)
+            examples.append(Example(fields, self.raw_labels[key], f"{self.name}/{split}/{language}/{item}"))
         if report.skipped_empty:
             report.warn(f"{source}: skipped {report.skipped_empty} example(s) with an empty text field")
         return examples
