@@ -22,6 +22,7 @@ from layerbridge.data.types import Example
 from layerbridge.errors import ConfigError, DataError
 from layerbridge.evaluation.evaluate import evaluate as _evaluate
 from layerbridge.evaluation.predict import predict_examples
+from layerbridge.io import ensure_writable
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.tasks import get_task
 from layerbridge.tasks.base import template_fields
@@ -63,10 +64,15 @@ def train(
     return _train(config, resume=resume, overwrite=overwrite, progress=progress)
 
 
-def _as_bridge(bridge: Bridge | str | Path, device: str | None = None) -> tuple[Bridge, dict]:
+def _bridge_meta(bridge: Bridge | str | Path) -> dict:
+    """The extra metadata saved with a bridge folder (cheap: no model is loaded)."""
+    return {} if isinstance(bridge, Bridge) else read_bridge_meta(bridge).get("extra", {})
+
+
+def _load(bridge: Bridge | str | Path, device: str | None, trust_remote_code: bool) -> Bridge:
     if isinstance(bridge, Bridge):
-        return bridge, {}
-    return load_bridge(bridge, device=device), read_bridge_meta(bridge).get("extra", {})
+        return bridge
+    return load_bridge(bridge, device=device, trust_remote_code=trust_remote_code)
 
 
 def _as_task(task: TaskConfig | str | None, meta: dict, data_dir: str | None = None):
@@ -93,13 +99,21 @@ def evaluate(
     out_dir: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """``layerbridge eval``: per-language accuracy / macro-F1 with CIs (+ artefacts in ``out_dir``)."""
-    model, meta = _as_bridge(bridge, device)
+    """``layerbridge eval``: per-language accuracy / macro-F1 with CIs (+ artefacts in ``out_dir``).
+
+    Task, languages and the output folder are checked before the models load.
+    """
+    config = config or EvalConfig()
+    task_obj = _as_task(task, _bridge_meta(bridge))
+    for lang in config.languages or ():
+        task_obj.check_language(config.split, lang)
+    if out_dir is not None:
+        ensure_writable(Path(out_dir))
+    model = _load(bridge, device, trust_remote_code)
     info = {"path": str(bridge)} if not isinstance(bridge, Bridge) else {}
-    return _evaluate(
-        model, _as_task(task, meta), config, out_dir=out_dir, bridge_info=info, progress=progress
-    )
+    return _evaluate(model, task_obj, config, out_dir=out_dir, bridge_info=info, progress=progress)
 
 
 def predict(
@@ -110,16 +124,18 @@ def predict(
     mode: str = "score",
     batch_size: int = 32,
     device: str | None = None,
+    trust_remote_code: bool = False,
 ) -> list[dict[str, Any]]:
     """``layerbridge predict``: label (with probabilities) or generated text for each input.
 
     An input is the text of a one-field task, a dict of field values, or the fields joined
     by a TAB (e.g. premise<TAB>hypothesis for NLI).
     """
-    model, meta = _as_bridge(bridge, device)
+    meta = _bridge_meta(bridge)
     spec = PromptSpec.of(meta["task"] if task is None and meta.get("task") else _as_task(task, meta))
     examples = [Example(_fields(spec, item, i), 0, f"input/{i}") for i, item in enumerate(inputs)]
     config = EvalConfig(mode=mode, batch_size=batch_size)
+    model = _load(bridge, device, trust_remote_code)
     with torch.no_grad():
         preds = predict_examples(model, spec, examples, spec.label_strings, config, progress=False)
     results = []

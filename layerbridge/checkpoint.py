@@ -15,6 +15,7 @@ weights are read with ``safetensors`` only (no pickle).
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from safetensors.torch import save_file
 
 from layerbridge.config import BridgeConfig
 from layerbridge.errors import CheckpointError, ConfigError
-from layerbridge.io import atomic_dir, write_json
+from layerbridge.io import atomic_dir, sha256_file, umask, write_json
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import BaseModels, build_bridge
 from layerbridge.modeling.llm import llm_hidden_size
@@ -65,7 +66,10 @@ def write_bridge_files(bridge: Bridge, folder: Path, extra: dict[str, Any] | Non
         "parameters": bridge.parameter_counts(),
         "extra": extra or {},
     }
-    save_file(tensors, folder / WEIGHTS_NAME, metadata={"format": "pt", "layerbridge": str(FORMAT_VERSION)})
+    weights = folder / WEIGHTS_NAME
+    save_file(tensors, weights, metadata={"format": "pt", "layerbridge": str(FORMAT_VERSION)})
+    os.chmod(weights, 0o666 & ~umask())  # the same permissions as every other file we write
+    meta["weights_sha256"] = sha256_file(weights)
     write_json(folder / CONFIG_NAME, meta)
 
 
@@ -84,8 +88,10 @@ def read_bridge_meta(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory} is not a bridge checkpoint (no {CONFIG_NAME})")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, found {type(meta).__name__}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} has unsupported format_version {meta.get('format_version')!r}")
     return meta
@@ -101,6 +107,25 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
             return {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint file {path} is truncated or corrupt: {err}") from None
+
+
+def read_bridge_tensors(directory: str | Path, meta: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The bridge weights of a checkpoint folder, after checking them against the recorded SHA-256."""
+    directory = Path(directory)
+    meta = meta if meta is not None else read_bridge_meta(directory)
+    path = directory / WEIGHTS_NAME
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    expected = meta.get("weights_sha256")
+    if expected is None:
+        warnings.warn(
+            f"{directory}: no weights checksum recorded (older checkpoint); not verified", stacklevel=2
+        )
+    elif sha256_file(path) != expected:
+        raise CheckpointError(
+            f"{path} does not match the SHA-256 recorded in {CONFIG_NAME}: it is corrupt or was modified"
+        )
+    return read_tensors(path)
 
 
 def check_base_models(expected: dict[str, dict[str, Any]], bridge: Bridge, directory: Path) -> None:
@@ -149,17 +174,22 @@ def load_bridge(
     device: str | torch.device | None = None,
     dtype: str | None = None,
     base: BaseModels | None = None,
+    trust_remote_code: bool = False,
 ) -> Bridge:
-    """Rebuild a saved bridge on its base models (optionally at another ``encoder``/``llm`` path)."""
+    """Rebuild a saved bridge on its base models (optionally at another ``encoder``/``llm`` path).
+
+    Custom model code runs only when *this call* passes ``trust_remote_code=True``; the flag a
+    checkpoint file records is ignored, so a downloaded bridge can never switch it on.
+    """
     directory = Path(directory)
     meta = read_bridge_meta(directory)
     try:
         config = BridgeConfig.from_dict(meta["bridge"])
-    except (KeyError, ConfigError) as err:
+    except (KeyError, TypeError, ConfigError) as err:
         raise CheckpointError(f"{directory / CONFIG_NAME} holds an invalid bridge config: {err}") from None
     changes = {k: v for k, v in {"encoder": encoder, "llm": llm, "dtype": dtype}.items() if v is not None}
-    config = config.replace(**changes)
-    tensors = read_tensors(directory / WEIGHTS_NAME)
+    config = config.replace(**changes, trust_remote_code=trust_remote_code)
+    tensors = read_bridge_tensors(directory, meta)
     bridge = build_bridge(config, device=device, base=base)
     check_base_models(meta.get("base_models", {}), bridge, directory)
     load_bridge_weights(bridge, tensors, str(directory / WEIGHTS_NAME))

@@ -47,7 +47,10 @@ class ConfigMixin:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid UTF-8 ({err.reason})") from None
         try:
             data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
         except (json.JSONDecodeError, yaml.YAMLError) as err:
@@ -258,6 +261,12 @@ class EvalConfig(ConfigMixin):
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be positive, got {self.limit}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.bootstrap < 1:
+            raise ConfigError(f"bootstrap resamples must be at least 1, got {self.bootstrap}")
+        if self.split not in ("train", "dev", "test"):
+            raise ConfigError(f"unknown split {self.split!r}; choose dev or test")
 
 
 @dataclass
@@ -302,13 +311,26 @@ class TrainConfig(ConfigMixin):
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
-        for name in ("batch_size", "grad_accum", "eval_batch_size"):
+        for name in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "bucket_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("eval_every", "save_every", "keep_checkpoints", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("max_steps", "max_train_examples", "dev_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{name} must be at least 1 (or null), got {value}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
         if self.max_steps is None and self.epochs <= 0:
             raise ConfigError("train.epochs must be positive (or set train.max_steps)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError(f"train.max_grad_norm must be positive (or null), got {self.max_grad_norm}")
+        if self.weight_decay < 0 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"train.betas must be in [0, 1) and weight_decay >= 0, got {self.betas}")
 
 
 @dataclass

@@ -7,6 +7,7 @@ under a temporary name and moved into place with :func:`os.replace` (atomic on P
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -20,7 +21,8 @@ from typing import Any
 import yaml
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for longer than a moment)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -32,7 +34,7 @@ def atomic_file(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: An
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; use the usual permissions
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; use the usual permissions
     try:
         with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
@@ -62,19 +64,59 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~umask())
     try:
         yield tmp
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "x")
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        for _ in range(5):  # another process may put its own copy in place at the same moment
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(path, old / f"{len(list(old.iterdir()))}")  # move any current copy aside
+            try:
+                os.replace(tmp, path)
+                break
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+        else:
+            raise OSError(errno.EEXIST, f"could not put {path} in place: another process keeps writing it")
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def recover_atomic_leftovers(folder: Path) -> None:
+    """Clean up after a process killed inside :func:`atomic_dir` / :func:`atomic_file`.
+
+    A half-written ``.NAME.*.tmp`` is removed. A ``.NAME.*.old`` holds the previous copy of
+    NAME, moved aside just before the new one was renamed into place: if NAME is missing (the
+    kill came between the two renames) the previous copy is put back, else it is removed.
+    """
+    for tmp in folder.glob(".*.tmp"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+    for old in folder.glob(".*.old"):
+        name = old.name[1:].rsplit(".", 2)[0]
+        target = folder / name
+        copies = sorted(old.iterdir()) if old.is_dir() else []
+        if not target.exists() and copies:
+            os.replace(copies[-1], target)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be written in it (before long work)."""
+    from layerbridge.errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"cannot write to {folder}: {err.strerror or err}") from None
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 22) -> str:

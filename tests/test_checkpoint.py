@@ -9,8 +9,9 @@ import torch
 from safetensors import safe_open
 
 from layerbridge import load_bridge, save_bridge
-from layerbridge.checkpoint import CONFIG_NAME, WEIGHTS_NAME
+from layerbridge.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_tensors
 from layerbridge.errors import CheckpointError
+from layerbridge.io import sha256_file
 from tests.conftest import FUSION_NAMES
 from tests.test_bridge import LABELS, PROMPTS, TARGETS, _batch
 
@@ -66,8 +67,10 @@ def test_truncated_or_missing_checkpoint_is_refused(make_bridge, tmp_path):
     weights = out_dir / WEIGHTS_NAME
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+    with pytest.raises(CheckpointError, match="does not match the SHA-256 .* corrupt"):
         load_bridge(out_dir, device="cpu")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):  # also caught without a checksum
+        read_tensors(weights)
     with pytest.raises(CheckpointError, match="not a bridge checkpoint"):
         load_bridge(tmp_path / "nowhere", device="cpu")
     (out_dir / CONFIG_NAME).write_text('{"format_version": 1, "bri')
@@ -83,6 +86,9 @@ def test_checkpoint_with_wrong_tensors_is_refused(make_bridge, tmp_path):
     tensors = dict(bridge.bridge_state_dict())
     tensors.pop("boundary")
     save_file({k: v.contiguous() for k, v in tensors.items()}, out_dir / WEIGHTS_NAME)
+    meta = json.loads((out_dir / CONFIG_NAME).read_text())
+    meta["weights_sha256"] = sha256_file(out_dir / WEIGHTS_NAME)  # a consistent but wrong checkpoint
+    (out_dir / CONFIG_NAME).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"missing \['boundary'\]"):
         load_bridge(out_dir, device="cpu")
 

@@ -43,6 +43,26 @@ def test_train_eval_predict_from_the_command_line(trained, capsys, tmp_path):
     assert capsys.readouterr().out.strip()
 
 
+def test_predict_keeps_one_output_line_per_input_line(trained, tmp_path, capsys):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text('text : marker w2 label :\n\n{"text": "text : w2 w5 label :"}\n{not json, just text\n')
+    assert main(["predict", str(trained / "best"), "--file", str(inputs)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and out[1] == "-"  # the blank line keeps its place
+    assert out[0].split("\t")[0] == "yes" and out[2].split("\t")[0] == "no"
+    assert out[3].split("\t")[0] in ("yes", "no")  # text that merely starts with "{" is text
+    assert main(["predict", str(trained / "best"), "--file", str(inputs), "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records[1] == {"input": "", "label": None, "error": "empty input"}
+    assert records[2]["input"] == '{"text": "text : w2 w5 label :"}'
+
+
+def test_generated_text_stays_on_one_line():
+    from layerbridge.cli.jobs import _one_line
+
+    assert _one_line("a\nb\tc\\n") == "a\\nb\\tc\\\\n"
+
+
 def test_predict_reads_stdin(trained):
     done = subprocess.run(
         [sys.executable, "-m", "layerbridge.cli.main", "predict", str(trained / "best")],
@@ -81,8 +101,17 @@ BAD_COMMANDS = [
     (["train", "-c", "/no/such/config.yaml"], "does not exist"),
     (["eval", "/no/such/bridge"], "not a bridge checkpoint"),
     (["eval", "BRIDGE", "--languages", "xx"], "unknown language 'xx'"),
-    (["predict", "BRIDGE", "   "], "input text #0 is empty"),
+    (["predict", "BRIDGE", "   "], "no input: every input line is blank"),
+    (["predict", "BRIDGE", "[1, 2]"], "input line 1 is a JSON list; give one JSON object per line"),
     (["models", "prepare", "gpt-5"], "unknown built-in model 'gpt-5'"),
+    (["train", "--max-steps", "0"], "train.max_steps must be at least 1"),
+    (["train", "--set", "train.log_every=0"], "train.log_every must be at least 1"),
+    (["eval", "BRIDGE", "--batch-size", "0"], "batch size must be at least 1"),
+    (["eval", "BRIDGE", "--split", "valid"], "unknown split 'valid'"),
+    (["compare", "--task", "sinhala-news", "--fusions", "last,typo"], "unknown fusion 'typo'"),
+    (["compare", "--task", "sinhala-news", "--seeds", "1,x"], "--seeds must be comma-separated integers"),
+    (["study", "--tasks", "typo"], "unknown study task(s) typo"),
+    (["probe", "--task", "sinhala-news", "--limit", "1"], "--limit must be at least 2"),
 ]
 
 
@@ -91,7 +120,7 @@ def test_bad_input_gives_one_line_and_nonzero_exit(args, message, trained, capsy
     args = [str(trained / "best") if a == "BRIDGE" else a for a in args]
     code = main(args)
     err = capsys.readouterr().err
-    assert code != 0
+    assert code == 2
     assert message in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
 

@@ -104,6 +104,9 @@ def train_cmd(
     evaluate_test: bool = typer.Option(
         False, "--evaluate", help="evaluate the best bridge on the test split"
     ),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="allow the base models' custom code (a config file cannot)"
+    ),
 ) -> None:
     """Train a bridge on English data.
 
@@ -129,6 +132,18 @@ def train_cmd(
             "train.batch_size": batch_size,
         },
     )
+    if run.bridge.trust_remote_code and not trust_remote_code:
+        raise ConfigError(
+            "the config sets bridge.trust_remote_code; pass --trust-remote-code to allow custom model code"
+        )
+    if trust_remote_code:
+        run = run.replace(bridge=run.bridge.replace(trust_remote_code=True))
+    if resume and output_dir is None and config is not None and config.name == "config.yaml":
+        # `train -c RUN/config.yaml --resume` continues RUN where it is now (it may have moved)
+        from layerbridge.training.recipe import is_run_dir
+
+        if is_run_dir(config.parent):
+            run = run.replace(train=run.train.replace(output_dir=str(config.parent)))
     result = train(run, resume=resume, overwrite=overwrite)
     s = result.summary
     best = "n/a" if s["best_dev_accuracy"] is None else f"{100 * s['best_dev_accuracy']:.1f}%"
@@ -161,10 +176,19 @@ def eval_cmd(
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for the CIs"),
     out_dir: Path = typer.Option(None, "--out", help="artefact folder (default: <bridge>/../eval-<split>)"),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1, … (default: GPU if any)"),
+    covered_languages: str = typer.Option(
+        None,
+        help="languages the encoder was pretrained on, for grouped averages: comma-separated or a "
+        "file (default: XLM-R's 100 for XLM-R-family encoders such as e5)",
+    ),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="allow the base models' custom code (never taken from the bridge)"
+    ),
 ) -> None:
     """Evaluate a bridge: accuracy and macro-F1 per language with 95% CIs, tables and plots."""
     from layerbridge import api
     from layerbridge.checkpoint import read_bridge_meta
+    from layerbridge.languages import read_language_list
 
     saved = read_bridge_meta(bridge).get("extra", {}).get("task")
     use_saved = saved is not None and task is None and task_spec is None
@@ -192,9 +216,12 @@ def eval_cmd(
         limit=limit,
         batch_size=batch_size,
         bootstrap=bootstrap,
+        covered_languages=sorted(read_language_list(covered_languages)) if covered_languages else None,
     )
     target = out_dir or bridge.parent / f"eval-{split}"
-    results = api.evaluate(bridge, task_config, config, out_dir=target, device=device)
+    results = api.evaluate(
+        bridge, task_config, config, out_dir=target, device=device, trust_remote_code=trust_remote_code
+    )
     out.print(_results_table(results))
     console.print(
         f"artefacts: {target} (results.json, results.csv, results.md, layer_weights.png, accuracy.png)"
@@ -208,45 +235,93 @@ def predict_cmd(
     file: Path = typer.Option(
         None, "--file", "-f", help="one input per line (plain text, TAB-separated fields, or JSON objects)"
     ),
+    input_format: str = typer.Option(
+        "auto", "--input-format", help="auto (a line that parses as a JSON object is one) | text | json"
+    ),
     generate: bool = typer.Option(False, "--generate", help="generate free text instead of scoring labels"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object per input"),
     task: str = typer.Option(None, help="task for prompt and labels (default: the bridge's own)"),
     device: str = typer.Option(None),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="allow the base models' custom code (never taken from the bridge)"
+    ),
 ) -> None:
-    """Classify text in any language (label + probabilities), or generate text, with a trained bridge."""
+    """Classify text in any language (label + probabilities), or generate text, with a trained bridge.
+
+    Output has one line per input line, in order; a blank input line gives a line with no label.
+    """
     from layerbridge import api
 
-    if texts:
-        lines = list(texts)
-    elif file is not None:
-        if not file.is_file():
-            raise DataError(f"input file {file} does not exist")
-        lines = file.read_text(encoding="utf-8").splitlines()
-    elif not sys.stdin.isatty():
-        lines = sys.stdin.read().splitlines()
-    else:
-        raise DataError("no input: give texts as arguments, --file FILE, or pipe them on stdin")
-    lines = [line for line in lines if line.strip()] or [""]
-    inputs = [_parse_input(line) for line in lines]
-    results = api.predict(bridge, inputs, task=task, mode="generate" if generate else "score", device=device)
-    for line, result in zip(lines, results, strict=True):
+    if input_format not in ("auto", "text", "json"):
+        raise ConfigError(f"unknown --input-format {input_format!r}; choose auto, text or json")
+    lines = list(texts) if texts else _read_input_lines(file)
+    inputs = {i: _parse_input(line, input_format, i + 1) for i, line in enumerate(lines) if line.strip()}
+    if not inputs:
+        raise DataError("no input: every input line is blank")
+    results = api.predict(
+        bridge,
+        list(inputs.values()),
+        task=task,
+        mode="generate" if generate else "score",
+        device=device,
+        trust_remote_code=trust_remote_code,
+    )
+    by_line = dict(zip(inputs, results, strict=True))
+    for i, line in enumerate(lines):
+        result = by_line.get(i)
         if as_json:
-            print(json.dumps({"input": line, **result}, ensure_ascii=False), flush=True)  # JSON lines
+            record = {"input": line, **(result or {"label": None, "error": "empty input"})}
+            print(json.dumps(record, ensure_ascii=False), flush=True)  # JSON lines
+        elif result is None:
+            print("-", flush=True)
         elif generate:
-            print(f"{result['text']}\t{result['label'] or '-'}", flush=True)
+            print(f"{_one_line(result['text'])}\t{result['label'] or '-'}", flush=True)
         else:
             probs = ", ".join(f"{k}={v:.2f}" for k, v in result["probabilities"].items())
             print(f"{result['label']}\t{probs}", flush=True)
 
 
-def _parse_input(line: str) -> str | dict[str, str]:
-    if line.lstrip().startswith("{"):
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"input line is not valid JSON: {err.msg}") from None
-        return {str(k): str(v) for k, v in value.items()}
-    return line
+def _read_input_lines(file: Path | None) -> list[str]:
+    """Input lines from --file or stdin, decoded as UTF-8 (a clear error otherwise)."""
+    if file is not None:
+        if not file.is_file():
+            raise DataError(f"input file {file} does not exist")
+        raw, where = file.read_bytes(), str(file)
+    elif sys.stdin is None or sys.stdin.closed:
+        raise DataError("no input: standard input is closed; give texts as arguments or --file FILE")
+    elif sys.stdin.isatty():
+        raise DataError("no input: give texts as arguments, --file FILE, or pipe them on stdin")
+    else:
+        raw, where = sys.stdin.buffer.read(), "standard input"
+    try:
+        return raw.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{where}, line {line}: not valid UTF-8 (byte {raw[err.start]:#04x})") from None
+
+
+def _one_line(text: str) -> str:
+    """Generated text on one output line: newlines and tabs escaped."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def _parse_input(line: str, fmt: str, number: int) -> str | dict[str, str]:
+    """A JSON object line -> its fields; anything else -> the text (see --input-format)."""
+    stripped = line.strip()
+    if fmt == "text" or (fmt == "auto" and not stripped.startswith(("{", "["))):
+        return line
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError as err:
+        if fmt == "json":
+            raise DataError(f"input line {number} is not valid JSON: {err.msg}") from None
+        return line  # auto: text that merely starts with a bracket
+    if not isinstance(value, dict):
+        raise DataError(
+            f"input line {number} is a JSON {type(value).__name__}; give one JSON object per line "
+            "(or --input-format text to classify the line as written)"
+        )
+    return {str(k): str(v) for k, v in value.items()}
 
 
 # --------------------------------------------------------------------------- compare / quickstart
@@ -265,10 +340,19 @@ def compare_cmd(
     from layerbridge.experiments.compare import run_comparison
 
     run = _run_config(config, sets, {"task.name": task})
-    seed_list = [int(s) for s in _csv(seeds) or []]
+    from layerbridge.modeling.fusion import FUSIONS
+
+    try:
+        seed_list = [int(s) for s in _csv(seeds) or []]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
     fusion_list = _csv(fusions) or []
     if not seed_list or not fusion_list:
         raise ConfigError("give at least one fusion and one seed")
+    for name in fusion_list:
+        FUSIONS.get(name)  # every name is checked before anything trains
+    if len(set(fusion_list)) != len(fusion_list) or len(set(seed_list)) != len(seed_list):
+        raise ConfigError("--fusions and --seeds must not repeat a value")
     summary = run_comparison(
         run,
         fusion_list,

@@ -45,6 +45,15 @@ def read_rows(
     """
     fmt = fmt or infer_format(path)
     require_file(path, f"{fmt.upper()} file")
+    try:
+        yield from _read_rows(path, fmt, columns, header, quoting)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+def _read_rows(
+    path: Path, fmt: str, columns: Sequence[str] | None, header: bool, quoting: int
+) -> Iterator[dict[str, str]]:
     if fmt in ("csv", "tsv"):
         delimiter = "\t" if fmt == "tsv" else ","
         with open(path, encoding="utf-8-sig", newline="") as handle:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from layerbridge.config import BridgeConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig
+from layerbridge.errors import ConfigError
 from layerbridge.experiments.compare import run_comparison, run_dir
 from layerbridge.io import atomic_file, write_json
 from layerbridge.runtime import environment
@@ -96,7 +97,15 @@ def run_study(
     command: str | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the study and export the committed artefacts."""
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown study budget {budget!r}; choose one of: {', '.join(BUDGETS)}")
     spec = BUDGETS[budget]
+    known = [t.name for t in spec["tasks"]]
+    unknown = sorted(set(tasks or ()) - set(known))
+    if unknown or (tasks is not None and not tasks):
+        raise ConfigError(
+            f"unknown study task(s) {', '.join(unknown) or '(none)'}; choose from: {', '.join(known)}"
+        )
     out_dir = Path(out_dir)
     chosen = [t for t in spec["tasks"] if tasks is None or t.name in tasks]
     started = time.time()

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerbridge.config import BridgeConfig
-from layerbridge.errors import DataError
-from layerbridge.modeling.encoder import LayerStackEncoder
+from layerbridge.errors import ConfigError, DataError
+from layerbridge.modeling.encoder import LayerStackEncoder, max_input_tokens
 from layerbridge.modeling.fusion import build_fusion
 from layerbridge.modeling.llm import (
     accepts_logits_to_keep,
@@ -89,6 +89,12 @@ class Bridge(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
+        limit = max_input_tokens(encoder.config)
+        if limit is not None and config.max_length > limit:
+            raise ConfigError(
+                f"bridge.max_length={config.max_length} is longer than the encoder's {limit} positions; "
+                f"set bridge.max_length to at most {limit}"
+            )
         self.encoder = LayerStackEncoder(encoder, include_embeddings=config.include_embeddings)
         self.llm = llm
         self.encoder_tokenizer = encoder_tokenizer

@@ -21,9 +21,17 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as err:
         raise ConfigError(f"unknown device {device!r}: {err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available to this torch build")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) are visible")
+    elif dev.type not in ("cpu", "mps", "xpu"):
+        raise ConfigError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
+    return dev
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

@@ -28,6 +28,20 @@ def encoder_dims(config) -> tuple[int, int]:
     return int(hidden), int(layers)
 
 
+#: model types whose position ids start after the padding index (usable = max_positions - pad - 1)
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl")
+
+
+def max_input_tokens(config) -> int | None:
+    """Longest input the encoder's position embeddings allow (None: relative positions, no limit)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions:
+        return None
+    if config.model_type in OFFSET_POSITIONS:
+        positions -= int(getattr(config, "pad_token_id", 1) or 1) + 1
+    return int(positions)
+
+
 def load_encoder_model(path: str, dtype: torch.dtype, trust_remote_code: bool = False) -> nn.Module:
     """Load the encoder half of any Hugging Face checkpoint."""
     import transformers

@@ -138,7 +138,7 @@ class Task:
         return {
             "name": self.name,
             "kind": self.config.name,  # the registry name ("custom" for spec-defined tasks)
-            "spec": self.config.spec,
+            "spec": str(Path(self.config.spec).resolve()) if self.config.spec else None,
             "description": self.description,
             "template": self.template,
             "labels": dict(zip(self.label_names, self.label_strings, strict=True)),

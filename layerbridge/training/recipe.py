@@ -27,14 +27,14 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
-from layerbridge.checkpoint import load_bridge_weights, read_tensors, save_bridge, write_bridge_files
+from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge, write_bridge_files
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.data.prompts import encode_examples
 from layerbridge.data.types import TaskData
 from layerbridge.errors import CheckpointError, ConfigError
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.predict import predict_examples
-from layerbridge.io import write_json
+from layerbridge.io import recover_atomic_leftovers, write_json
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import BaseModels, build_bridge, load_base_models
 from layerbridge.runtime import compile_llm
@@ -45,6 +45,7 @@ from layerbridge.training.logger import RunLogger
 
 #: TrainConfig fields that may change when a run is resumed (they do not affect the result).
 RESUMABLE_CHANGES = {
+    "output_dir",  # the run may be moved, or its path spelled differently
     "save_every",
     "keep_checkpoints",
     "log_every",
@@ -52,6 +53,12 @@ RESUMABLE_CHANGES = {
     "tensorboard",
     "eval_batch_size",
 }
+
+
+def _warn(message: str) -> None:
+    import logging
+
+    logging.getLogger("layerbridge.training").warning(message)
 
 
 @dataclass
@@ -115,6 +122,8 @@ def _check_resume_config(saved: dict[str, Any], config: RunConfig) -> None:
             if section == "train" and key in RESUMABLE_CHANGES:
                 continue
             current = now[section].get(key)
+            if key in ("spec", "data_dir") and current and value:
+                current, value = str(Path(current).resolve()), str(Path(value).resolve())
             if json.dumps(current, sort_keys=True) != json.dumps(value, sort_keys=True):
                 raise ConfigError(
                     f"cannot resume: {section}.{key} is {current!r} now but {value!r} in the saved run; "
@@ -122,19 +131,82 @@ def _check_resume_config(saved: dict[str, Any], config: RunConfig) -> None:
                 )
 
 
-def _prepare_output_dir(out: Path, resume: bool, overwrite: bool, accelerator: Accelerator) -> None:
-    has_run = (out / "config.yaml").exists() or bool(ckpt.checkpoint_dirs(out))
+#: what a run folder holds; --overwrite removes a folder only if it is recognisably a run
+RUN_MARKERS = ("config.yaml", "log.jsonl")
+
+
+def is_run_dir(out: Path) -> bool:
+    """Whether ``out`` is a layerbridge training run (config + log, or a training checkpoint)."""
+    return all((out / name).is_file() for name in RUN_MARKERS) or bool(ckpt.checkpoint_dirs(out))
+
+
+def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Validate the output folder against --resume / --overwrite; changes nothing."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output folder {out} is a file")
+    has_run = out.is_dir() and is_run_dir(out)
+    if out.is_dir() and any(out.iterdir()) and not has_run:
+        raise ConfigError(
+            f"{out} is not empty and is not a layerbridge run; refusing to "
+            + ("delete" if overwrite else "write into")
+            + " it (choose another --output-dir)"
+        )
     if has_run and not resume and not overwrite:
         raise ConfigError(
             f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it"
         )
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write to {parent} (permission denied)")
+
+
+def _prepare_output_dir(out: Path, resume: bool, overwrite: bool, accelerator: Accelerator) -> None:
+    """After every input was validated: replace an old run (--overwrite), clear killed-run leftovers."""
     if accelerator.is_main_process:
-        if overwrite and not resume and out.exists():
+        if overwrite and not resume and out.is_dir() and is_run_dir(out):
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-        for stale in (out / "checkpoints").glob(".step-*") if (out / "checkpoints").is_dir() else []:
-            shutil.rmtree(stale, ignore_errors=True)  # half-written staging folders of a killed run
+        recover_atomic_leftovers(out)  # a kill while `best/` or `final/` was being replaced
+        if (out / "checkpoints").is_dir():
+            for stale in (out / "checkpoints").glob(".step-*"):  # a kill while checkpointing
+                shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def _restore(folder: Path, bridge, optimizer, scheduler, config: RunConfig, rank: int) -> ckpt.LoopState:
+    """Load a training checkpoint into bridge / optimizer / scheduler / RNG; returns the loop state.
+
+    Every file is read and verified before anything is applied, so a corrupt checkpoint
+    changes nothing.
+    """
+    loop, extra = ckpt.read_loop_state(folder)
+    _check_resume_config(extra.get("config", {}), config)
+    tensors = read_bridge_tensors(folder)
+    optimizer_state = ckpt.load_state_files(folder, "optimizer")
+    scheduler_state = ckpt.load_state_files(folder, "scheduler")
+    rng = ckpt.load_state_files(folder, f"rng-rank{rank}")
+    load_bridge_weights(bridge, tensors, str(folder))
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
+    ckpt.set_rng_state(rng)
+    return loop
+
+
+def resume_latest(
+    out: Path, bridge, optimizer, scheduler, config: RunConfig, rank: int, log
+) -> ckpt.LoopState:
+    """Resume from the newest intact checkpoint, falling back to older ones if it is corrupt."""
+    folders = ckpt.checkpoint_dirs(out)
+    problems = []
+    for folder in reversed(folders):
+        try:
+            return _restore(folder, bridge, optimizer, scheduler, config, rank)
+        except CheckpointError as err:
+            problems.append(str(err))
+            log(f"skipping checkpoint {folder.name}: {err}")
+    if folders:
+        raise CheckpointError(f"cannot resume {out}: no intact checkpoint ({problems[0]})")
+    return ckpt.LoopState()
 
 
 def train(
@@ -156,11 +228,11 @@ def train(
         mixed_precision=mixed_precision(tc.precision), kwargs_handlers=[ddp], cpu=multi_cpu
     )
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    _prepare_output_dir(out, resume, overwrite, accelerator)
+    task = get_task(config.task)
+    check_output_dir(out, resume, overwrite)
     set_seed(tc.seed)
 
-    # ---- data and model
-    task = get_task(config.task)
+    # ---- data and model (every input is validated here, before anything is written)
     train_data, dev_data = prepare_data(task, config)
     with accelerator.main_process_first():  # built-in models are prepared once, by rank 0
         base = base or load_base_models(config.bridge, device=accelerator.device)
@@ -169,6 +241,7 @@ def train(
     if tc.compile:
         compile_llm(bridge.llm)
     encoded = encode_task_data(bridge, task, train_data)
+    _prepare_output_dir(out, resume, overwrite, accelerator)
 
     # ---- schedule
     def batches_for(epoch: int) -> list[list[int]]:
@@ -182,7 +255,7 @@ def train(
             f"{len(encoded)} training examples make no full optimizer step with batch_size={tc.batch_size}, "
             f"grad_accum={tc.grad_accum} and {world} process(es)"
         )
-    total_steps = tc.max_steps or math.ceil(tc.epochs * steps_per_epoch)
+    total_steps = tc.max_steps if tc.max_steps is not None else math.ceil(tc.epochs * steps_per_epoch)
     params = [p for p in bridge.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     from transformers import get_cosine_schedule_with_warmup
@@ -192,15 +265,8 @@ def train(
 
     # ---- resume
     loop = ckpt.LoopState()
-    checkpoints = ckpt.checkpoint_dirs(out)
-    if resume and checkpoints:
-        folder = checkpoints[-1]
-        loop, extra = ckpt.read_loop_state(folder)
-        _check_resume_config(extra.get("config", {}), config)
-        load_bridge_weights(bridge, read_tensors(folder / "bridge.safetensors"), str(folder))
-        optimizer.load_state_dict(ckpt.load_state_files(folder, "optimizer"))
-        scheduler.load_state_dict(ckpt.load_state_files(folder, "scheduler"))
-        ckpt.set_rng_state(ckpt.load_state_files(folder, f"rng-rank{rank}"))
+    if resume:
+        loop = resume_latest(out, bridge, optimizer, scheduler, config, rank, log=_warn)
     if main:
         (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     logger = RunLogger(out / "log.jsonl", tensorboard=tc.tensorboard) if main else None
@@ -238,13 +304,18 @@ def train(
         if main:
             staging.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
-        ckpt.save_state_files(staging, f"rng-rank{rank}", ckpt.rng_state())
-        accelerator.wait_for_everyone()
+        try:
+            ckpt.save_state_files(staging, f"rng-rank{rank}", ckpt.rng_state())
+            accelerator.wait_for_everyone()
+            if main:
+                write_bridge_files(bridge, staging, extra=extra_meta | {"step": loop.step})
+                ckpt.save_state_files(staging, "optimizer", optimizer.state_dict())
+                ckpt.save_state_files(staging, "scheduler", scheduler.state_dict())
+                ckpt.write_loop_state(staging, loop, {"config": config.to_dict()})
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed save leaves nothing half-written
+            raise
         if main:
-            write_bridge_files(bridge, staging, extra=extra_meta | {"step": loop.step})
-            ckpt.save_state_files(staging, "optimizer", optimizer.state_dict())
-            ckpt.save_state_files(staging, "scheduler", scheduler.state_dict())
-            ckpt.write_loop_state(staging, loop, {"config": config.to_dict()})
             final = root / f"step-{loop.step:06d}"
             if final.exists():
                 shutil.rmtree(final)
@@ -323,7 +394,7 @@ def train(
     accelerator.wait_for_everyone()
     if not (best_dir / "bridge.safetensors").is_file():
         raise CheckpointError(f"training finished but no best bridge was written to {best_dir}")
-    load_bridge_weights(bridge, read_tensors(best_dir / "bridge.safetensors"), str(best_dir))
+    load_bridge_weights(bridge, read_bridge_tensors(best_dir), str(best_dir))
     trained_steps = loop.step - start_step
     summary = {
         "task": task.name,

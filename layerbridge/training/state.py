@@ -14,6 +14,8 @@ moment leaves either the previous checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import re
 import shutil
@@ -27,7 +29,7 @@ from safetensors.torch import save_file
 
 from layerbridge.checkpoint import read_tensors
 from layerbridge.errors import CheckpointError
-from layerbridge.io import write_json
+from layerbridge.io import sha256_file, umask, write_json
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_NAME = "trainer_state.json"
@@ -114,21 +116,34 @@ def save_state_files(folder: Path, name: str, state: Any) -> None:
     """``name.safetensors`` (tensors) + ``name.json`` (structure)."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(state, tensors)
-    save_file(tensors, folder / f"{name}.safetensors")
-    write_json(folder / f"{name}.json", skeleton)
+    weights = folder / f"{name}.safetensors"
+    save_file(tensors, weights)
+    os.chmod(weights, 0o666 & ~umask())
+    write_json(folder / f"{name}.json", {"sha256": sha256_file(weights), "state": skeleton})
 
 
 def load_state_files(folder: Path, name: str) -> Any:
-    import json
-
+    """Inverse of :func:`save_state_files`; the tensors are checked against the recorded SHA-256."""
     path = folder / f"{name}.json"
     if not path.is_file():
         raise CheckpointError(f"training checkpoint {folder} is incomplete: {path.name} is missing")
+    data = _read_json(path)
+    weights = folder / f"{name}.safetensors"
+    if not (isinstance(data, dict) and set(data) == {"sha256", "state"}):
+        raise CheckpointError(f"{path} is not a layerbridge state file")
+    if not weights.is_file() or sha256_file(weights) != data["sha256"]:
+        raise CheckpointError(f"{weights} is missing or does not match its recorded SHA-256 (corrupt)")
     try:
-        skeleton = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        return unflatten(data["state"], read_tensors(weights))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is truncated or corrupt: {err}") from None
-    return unflatten(skeleton, read_tensors(folder / f"{name}.safetensors"))
 
 
 def write_loop_state(folder: Path, loop: LoopState, extra: dict[str, Any]) -> None:
@@ -136,13 +151,14 @@ def write_loop_state(folder: Path, loop: LoopState, extra: dict[str, Any]) -> No
 
 
 def read_loop_state(folder: Path) -> tuple[LoopState, dict[str, Any]]:
-    import json
-
     path = folder / STATE_NAME
     if not path.is_file():
         raise CheckpointError(f"{folder} is not a training checkpoint (no {STATE_NAME})")
-    data = json.loads(path.read_text())
-    return LoopState(**data.pop("loop")), data
+    data = _read_json(path)
+    try:
+        return LoopState(**data.pop("loop")), data
+    except (AttributeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is corrupt: {err}") from None
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
