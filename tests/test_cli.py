@@ -55,6 +55,10 @@ def test_predict_keeps_one_output_line_per_input_line(trained, tmp_path, capsys)
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert records[1] == {"input": "", "label": None, "error": "empty input"}
     assert records[2]["input"] == '{"text": "text : w2 w5 label :"}'
+    inputs.write_bytes(b"fine\nnot \xff utf-8\n")
+    assert main(["predict", str(trained / "best"), "--file", str(inputs)]) == 2
+    err = capsys.readouterr().err
+    assert f"{inputs}, line 2: not valid UTF-8" in err and len(err.strip().splitlines()) == 1
 
 
 def test_generated_text_stays_on_one_line():

@@ -99,18 +99,16 @@ def test_missing_empty_and_malformed_language_files_are_named(sib_dir):
     task = _sib(sib_dir)
     with pytest.raises(DataError, match=r"test file for sin_Sinh is missing: .*sin_Sinh/test\.tsv"):
         task.load("test", "sin_Sinh")
-    (folder / "test.tsv").write_text("index_id\tcategory\ttext\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"sin_Sinh/test\.tsv: the SIB-200 test file for sin_Sinh is empty"):
-        task.load("test", "sin_Sinh")
-    (folder / "test.tsv").write_text("id\tcategory\ttext\n1\ttravel\tw1 w2\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"sin_Sinh/test\.tsv: missing column\(s\) index_id"):
-        task.load("test", "sin_Sinh")
-    (folder / "test.tsv").write_text("index_id\tcategory\ttext\nabc\ttravel\tw1 w2\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"test\.tsv, row 2: malformed row"):
-        task.load("test", "sin_Sinh")
-    (folder / "test.tsv").write_text("index_id\tcategory\ttext\n7\tcooking\tw1 w2\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"label 'cooking' is not in the label set of task sib200"):
-        task.load("test", "sin_Sinh")
+    bad_files = {
+        "index_id\tcategory\ttext\n": r"sin_Sinh/test\.tsv: the SIB-200 test file for sin_Sinh is empty",
+        "id\tcategory\ttext\n1\ttravel\tw1 w2\n": r"sin_Sinh/test\.tsv: missing column\(s\) index_id",
+        "index_id\tcategory\ttext\nabc\ttravel\tw1 w2\n": r"test\.tsv, row 2: malformed row",
+        "index_id\tcategory\ttext\n7\tcooking\tw1 w2\n": r"label 'cooking' is not in the label set",
+    }
+    for content, message in bad_files.items():
+        (folder / "test.tsv").write_text(content, encoding="utf-8")
+        with pytest.raises(DataError, match=message):
+            task.load("test", "sin_Sinh")
     empty = sib_dir / "empty"
     (empty / "sib200" / "annotated").mkdir(parents=True)
     with pytest.raises(DataError, match="holds no language folders"):
