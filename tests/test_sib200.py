@@ -312,3 +312,24 @@ def test_probe_refuses_tasks_without_parallel_test_sets(tmp_path, tiny_dir, mark
     task = get_task(TaskConfig(name="custom", spec=str(marker_task)))
     with pytest.raises(DataError, match="no parallel test sets"):
         alignment_probe(model, task, ["en"], progress=False)
+
+
+def test_probe_command_end_to_end_and_remote_code_only_on_request(
+    make_bridge, sib_dir, tmp_path, monkeypatch
+):
+    import layerbridge.checkpoint as checkpoint
+    from layerbridge import save_bridge
+    from layerbridge.cli.main import main
+
+    folder = save_bridge(make_bridge("bert", "global-softmax"), tmp_path / "bridge")
+    seen = []
+    real = checkpoint.build_bridge
+    monkeypatch.setattr(
+        checkpoint, "build_bridge", lambda c, **k: seen.append(c.trust_remote_code) or real(c, **k)
+    )
+    args = ["probe", "--bridge", str(folder), "--data-dir", str(sib_dir), "--out", str(tmp_path / "p")]
+    assert main(args) == 0 and seen == [False]
+    probe = json.loads((tmp_path / "p" / "alignment.json").read_text())
+    assert probe["columns"][-2:] == ["fused", "projected"] and len(probe["languages"]) == 3
+    assert (tmp_path / "p" / "alignment.png").read_bytes()[:4] == b"\x89PNG"
+    assert main([*args, "--trust-remote-code", "--languages", "fr"]) == 0 and seen[-1] is True

@@ -75,12 +75,11 @@ def _comparison_table(summary: dict[str, Any]) -> Table:
             row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
         table.add_row(*row)
     for name in summary["table"][fusions[0]]["averages"]:
-        if name:
-            row = [f"avg ({name})"] + [cell(summary["table"][f]["averages"][name]) for f in fusions]
-            for f in others:
-                sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
-                row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
-            table.add_row(*row)
+        row = [f"avg ({name})"] + [cell(summary["table"][f]["averages"][name]) for f in fusions]
+        for f in others:
+            sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
+            row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
+        table.add_row(*row)
     return table
 
 
@@ -488,13 +487,9 @@ def probe_cmd(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="allow custom model code"),
 ) -> None:
     """Layer-wise cross-lingual alignment: retrieval of each sentence's English translation per layer."""
-    from layerbridge.evaluation.alignment import (
-        ProbeModel,
-        alignment_probe,
-        markdown_alignment,
-        plot_alignment,
-    )
-    from layerbridge.io import atomic_file, write_json
+    from layerbridge.evaluation.alignment import ProbeModel, alignment_probe
+    from layerbridge.evaluation.report import write_alignment_report
+    from layerbridge.io import ensure_writable
     from layerbridge.languages import coverage_for
     from layerbridge.tasks import get_task
 
@@ -504,39 +499,27 @@ def probe_cmd(
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     task_obj = get_task(TaskConfig(name=task, data_dir=str(data_dir) if data_dir else None))
     langs = _csv(languages) or list(task_obj.eval_languages)
+    for lang in langs:  # every argument is checked before a model loads
+        task_obj.check_language(split, lang)
+    ensure_writable(out_dir)
     if bridge is not None:
         from layerbridge.checkpoint import load_bridge
 
-        loaded = load_bridge(bridge, device=device)
+        loaded = load_bridge(bridge, device=device, trust_remote_code=trust_remote_code)
         model, encoder_name = ProbeModel.of_bridge(loaded), loaded.config.encoder
     else:
-        model, encoder_name = _probe_encoder(encoder, device, trust_remote_code), encoder
+        from layerbridge.modeling.builders import load_encoder
+
+        model = ProbeModel(*load_encoder(encoder, device, "float32", trust_remote_code))
+        encoder_name = encoder
     coverage = coverage_for(encoder_name, covered_languages)
     probe = alignment_probe(
         model, task_obj, langs, split=split, limit=limit, batch_size=batch_size, coverage=coverage
     )
     probe["encoder"] = encoder_name
     probe["bridge"] = str(bridge) if bridge else None
-    write_json(out_dir / "alignment.json", probe)
-    text = markdown_alignment(probe)
-    with atomic_file(out_dir / "alignment.md", "w", encoding="utf-8") as handle:
-        handle.write(text)
-    plot_alignment(probe, out_dir / "alignment.png")
-    print(text)
+    print(write_alignment_report(probe, out_dir))
     console.print(f"artefacts: {out_dir} (alignment.json, alignment.md, alignment.png)")
-
-
-def _probe_encoder(name: str, device: str | None, trust_remote_code: bool):
-    import torch
-
-    from layerbridge.builtin import resolve_model
-    from layerbridge.evaluation.alignment import ProbeModel
-    from layerbridge.modeling.builders import load_tokenizer, resolve_device
-    from layerbridge.modeling.encoder import load_encoder_model
-
-    path = resolve_model(name)
-    model = load_encoder_model(path, torch.float32, trust_remote_code).to(resolve_device(device))
-    return ProbeModel(model, load_tokenizer(path, trust_remote_code))
 
 
 def tasks_cmd() -> None:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from layerbridge.data.batching import sorted_batches
+from layerbridge.data.batching import pad_batch, sorted_batches
 from layerbridge.data.types import Example
 from layerbridge.errors import DataError
 from layerbridge.languages import is_covered, language_info
@@ -53,11 +53,6 @@ class ProbeModel:
     def device(self) -> torch.device:
         return next(self.encoder.parameters()).device
 
-    def columns(self, num_layers: int) -> list[str]:
-        """Names of the representations: emb, 1..L, then fused/projected with a bridge."""
-        names = ["emb", *(str(i) for i in range(1, num_layers))]
-        return names + (["fused", "projected"] if self.bridge is not None else [])
-
 
 def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """states [..., B, T, D], mask [B, T] -> [..., B, D]: mean over real tokens."""
@@ -66,34 +61,31 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sentence_vectors(model: ProbeModel, texts: Sequence[str], batch_size: int = 64) -> list[np.ndarray]:
-    """Mean-pooled vectors of every representation: C arrays [N, D_c] (columns of ProbeModel)."""
+def sentence_vectors(model: ProbeModel, texts: Sequence[str], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Mean-pooled vectors [N, D] of every representation, in order: ``emb``, ``1`` … ``L``, and
+    with a bridge ``fused`` (D_enc) and ``projected`` (D_llm)."""
     model.encoder.eval()
     enc = model.tokenizer(list(texts), truncation=True, max_length=model.max_length)["input_ids"]
     pad = model.tokenizer.pad_token_id or 0
-    chunks: list[list[np.ndarray]] = []
+    chunks: dict[str, list[np.ndarray]] = {}
     order: list[int] = []
     for batch in sorted_batches([len(ids) for ids in enc], batch_size):
-        width = max(len(enc[i]) for i in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, : len(enc[i])] = torch.tensor(enc[i])
-            mask[row, : len(enc[i])] = 1
-        ids, mask = ids.to(model.device), mask.to(model.device)
+        ids, mask = (t.to(model.device) for t in pad_batch([enc[i] for i in batch], pad))  # [B, T]
         hidden = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        pooled = list(mean_pool(torch.stack(hidden).float(), mask))  # L+1 x [B, D_enc]
+        pooled = mean_pool(torch.stack(hidden).float(), mask)  # [L+1, B, D_enc]
+        columns = {("emb" if k == 0 else str(k)): pooled[k] for k in range(len(hidden))}
         if model.bridge is not None:
             bridge = model.bridge
             layers = hidden if bridge.encoder.include_embeddings else hidden[1:]
             states = torch.stack(layers, dim=2).to(bridge.boundary.dtype)  # [B, T, L, D_enc]
             fused, _ = bridge.fusion(states, mask)  # [B, T, D_enc]
-            pooled.append(mean_pool(fused.float(), mask))  # [B, D_enc]
-            pooled.append(mean_pool(bridge.projector(fused).float(), mask))  # [B, D_llm]
-        chunks.append([p.cpu().numpy() for p in pooled])
+            columns["fused"] = mean_pool(fused.float(), mask)  # [B, D_enc]
+            columns["projected"] = mean_pool(bridge.projector(fused).float(), mask)  # [B, D_llm]
+        for name, vectors in columns.items():
+            chunks.setdefault(name, []).append(vectors.cpu().numpy())
         order.extend(batch)
     inverse = np.argsort(order)
-    return [np.concatenate([c[k] for c in chunks])[inverse] for k in range(len(chunks[0]))]
+    return {name: np.concatenate(parts)[inverse] for name, parts in chunks.items()}
 
 
 def retrieval_accuracy(source: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -144,15 +136,15 @@ def alignment_probe(
         task.check_language(split, lang)
     start = time.perf_counter()
     english = task.load(split, english_code, limit=limit).examples
-    english_vectors = sentence_vectors(model, [_text(ex) for ex in english], batch_size)  # C x [N, D]
-    columns = model.columns(len(english_vectors) - (2 if model.bridge is not None else 0))
+    english_vectors = sentence_vectors(model, [_text(ex) for ex in english], batch_size)
+    columns = list(english_vectors)
     results: dict[str, Any] = {}
     for lang in tqdm(languages, desc="alignment", unit="lang", disable=not progress):
         other = task.load(split, lang).examples
         en_idx, other_idx = _parallel(english, other, lang)
         vectors = sentence_vectors(model, [_text(other[i]) for i in other_idx], batch_size)
         to_en, from_en = [], []
-        for c in range(len(columns)):
+        for c in columns:
             x_to_en, en_to_x = retrieval_accuracy(vectors[c], english_vectors[c][en_idx])
             to_en.append(x_to_en)
             from_en.append(en_to_x)
@@ -201,49 +193,3 @@ def summarize_alignment(results: dict[str, dict], columns: list[str]) -> dict[st
             "best": columns[int(np.argmax(means))],
         }
     return summary
-
-
-def plot_alignment(probe: dict[str, Any], path) -> None:
-    """Heatmap languages x representations (mean of both retrieval directions)."""
-    from layerbridge.evaluation.report import _pyplot, _save
-
-    plt = _pyplot()
-    langs = sorted(
-        probe["languages"],
-        key=lambda x: (probe["languages"][x]["covered"] is not True, -probe["languages"][x]["mean"][-1]),
-    )
-    values = np.array([probe["languages"][x]["mean"] for x in langs]) * 100
-    columns = probe["columns"]
-    row = 0.35 if len(langs) <= 40 else 0.13
-    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * len(columns), 1.2 + row * len(langs)), dpi=120)
-    image = ax.imshow(values, aspect="auto", cmap="magma", vmin=0, vmax=100)
-    ax.set_xticks(range(len(columns)), columns, rotation=90 if len(columns) > 16 else 0, fontsize=8)
-    labels = [x + (" *" if probe["languages"][x]["covered"] is False else "") for x in langs]
-    ax.set_yticks(range(len(langs)), labels, fontsize=8 if len(langs) <= 40 else 4.5)
-    ax.set_xlabel("encoder layer (emb = embedding output)")
-    ax.set_title(
-        f"{probe['task']}: translation retrieval vs English, % (mean of both directions)\n"
-        "covered languages first; * = not in the encoder's pretraining",
-        fontsize=8,
-    )
-    fig.colorbar(image, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def markdown_alignment(probe: dict[str, Any]) -> str:
-    """Per-group mean retrieval accuracy by representation, and the best one."""
-    columns = probe["columns"]
-    lines = [
-        f"## Cross-lingual alignment — {probe['task']} {probe['split']} (retrieval of the English "
-        "translation, %, mean of both directions)",
-        "",
-        "| group | languages | " + " | ".join(columns) + " | best |",
-        "|---|---:|" + "---:|" * len(columns) + "---|",
-    ]
-    for name, s in probe["summary"].items():
-        cells = " | ".join(f"{100 * v:.1f}" for v in s["mean"])
-        lines.append(f"| {name} | {s['languages']} | {cells} | {s['best']} |")
-    timing = probe["timing"]
-    lines += ["", f"{timing['sentences']} sentences in {timing['seconds']} s."]
-    return "\n".join(lines) + "\n"

@@ -111,12 +111,19 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_layer_weights(results: dict[str, Any], path: Path) -> None:
-    """Heatmap: languages (rows) x encoder layers (columns), mean fusion weight."""
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_layer_weights(results: dict[str, Any], path: Path) -> None:
+    """Heatmap: languages (rows) x encoder layers (columns), mean fusion weight."""
+    plt = _pyplot()
 
     langs = list(results["languages"])
     weights = np.array([results["languages"][lang]["layer_weights"] for lang in langs])
@@ -136,10 +143,7 @@ def plot_layer_weights(results: dict[str, Any], path: Path) -> None:
 
 def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     """Per-language accuracy with 95% CIs and the chance level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     langs = list(results["languages"])
     acc = np.array([results["languages"][lang]["accuracy"] for lang in langs]) * 100
@@ -161,15 +165,6 @@ def plot_accuracy(results: dict[str, Any], path: Path) -> None:
     ax.legend(handles, ["other", "low-resource", "chance"], loc="upper right", fontsize=7)
     fig.tight_layout()
     _save(fig, path)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_sorted_accuracy(summary: dict[str, Any], path: Path) -> None:
@@ -261,3 +256,57 @@ def write_report(results: dict[str, Any], predictions: dict[str, Any], out_dir: 
     plot_layer_weights(results, paths["layer_weights"])
     plot_accuracy(results, paths["accuracy"])
     return paths
+
+
+def plot_alignment(probe: dict[str, Any], path: Path) -> None:
+    """Alignment probe: heatmap languages x representations (mean of both retrieval directions)."""
+    plt = _pyplot()
+    langs = sorted(
+        probe["languages"],
+        key=lambda x: (probe["languages"][x]["covered"] is not True, -probe["languages"][x]["mean"][-1]),
+    )
+    values = np.array([probe["languages"][x]["mean"] for x in langs]) * 100
+    columns = probe["columns"]
+    row = 0.35 if len(langs) <= 40 else 0.13
+    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * len(columns), 1.2 + row * len(langs)), dpi=120)
+    image = ax.imshow(values, aspect="auto", cmap="magma", vmin=0, vmax=100)
+    ax.set_xticks(range(len(columns)), columns, rotation=90 if len(columns) > 16 else 0, fontsize=8)
+    labels = [x + (" *" if probe["languages"][x]["covered"] is False else "") for x in langs]
+    ax.set_yticks(range(len(langs)), labels, fontsize=8 if len(langs) <= 40 else 4.5)
+    ax.set_xlabel("encoder layer (emb = embedding output)")
+    ax.set_title(
+        f"{probe['task']}: translation retrieval vs English, % (mean of both directions)\n"
+        "covered languages first; * = not in the encoder's pretraining",
+        fontsize=8,
+    )
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def markdown_alignment(probe: dict[str, Any]) -> str:
+    """Alignment probe: per-group mean retrieval accuracy by representation, and the best one."""
+    columns = probe["columns"]
+    lines = [
+        f"## Cross-lingual alignment — {probe['task']} {probe['split']} (retrieval of the English "
+        "translation, %, mean of both directions)",
+        "",
+        "| group | languages | " + " | ".join(columns) + " | best |",
+        "|---|---:|" + "---:|" * len(columns) + "---|",
+    ]
+    for name, s in probe["summary"].items():
+        cells = " | ".join(f"{100 * v:.1f}" for v in s["mean"])
+        lines.append(f"| {name} | {s['languages']} | {cells} | {s['best']} |")
+    timing = probe["timing"]
+    lines += ["", f"{timing['sentences']} sentences in {timing['seconds']} s."]
+    return "\n".join(lines) + "\n"
+
+
+def write_alignment_report(probe: dict[str, Any], out_dir: Path) -> str:
+    """Write alignment.json, alignment.md and alignment.png; returns the Markdown table."""
+    text = markdown_alignment(probe)
+    write_json(out_dir / "alignment.json", probe)
+    with atomic_file(out_dir / "alignment.md", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    plot_alignment(probe, out_dir / "alignment.png")
+    return text

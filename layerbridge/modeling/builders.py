@@ -68,21 +68,33 @@ def load_tokenizer(path: str, trust_remote_code: bool):
         raise ModelError(f"cannot load tokenizer of {path!r}: {err}") from None
 
 
+def load_encoder(
+    name: str,
+    device: str | torch.device | None = None,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, object]:
+    """The encoder named ``name`` (built-in, hub id or path) and its tokenizer, on ``device``."""
+    _quiet()
+    dev = resolve_device(device)
+    path = resolve_model(name, log=log)
+    model = load_encoder_model(path, resolve_dtype(dtype, dev), trust_remote_code).to(dev)
+    return model, load_tokenizer(path, trust_remote_code)
+
+
 def load_base_models(
     config: BridgeConfig,
     device: str | torch.device | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BaseModels:
     """Load (preparing built-ins first) the encoder and the LLM named in ``config``."""
-    _quiet()
-    dev = resolve_device(device)
-    dtype = resolve_dtype(config.dtype, dev)
-    enc_path = resolve_model(config.encoder, log=log)
-    llm_path = resolve_model(config.llm, log=log)
     trust = config.trust_remote_code
-    encoder = load_encoder_model(enc_path, dtype, trust).to(dev)
-    llm = load_llm_model(llm_path, dtype, trust).to(dev)
-    return BaseModels(encoder, load_tokenizer(enc_path, trust), llm, load_tokenizer(llm_path, trust))
+    encoder, encoder_tokenizer = load_encoder(config.encoder, device, config.dtype, trust, log=log)
+    dev = resolve_device(device)
+    llm_path = resolve_model(config.llm, log=log)
+    llm = load_llm_model(llm_path, resolve_dtype(config.dtype, dev), trust).to(dev)
+    return BaseModels(encoder, encoder_tokenizer, llm, load_tokenizer(llm_path, trust))
 
 
 def build_bridge(

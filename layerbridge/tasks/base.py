@@ -110,10 +110,16 @@ class Task:
         language = self.canonical_language(language)
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-        if language not in self.split_languages(split):
+        choices = self.split_languages(split)
+        if language not in choices:
+            listed = (
+                ", ".join(choices)
+                if len(choices) <= 20
+                else (f"{len(choices)} languages, {choices[0]} … {choices[-1]} (see `layerbridge tasks`)")
+            )
             raise DataError(
                 f"unknown language {language!r} for the {split} split of task {self.name}; "
-                f"choose one of: {', '.join(self.split_languages(split))}"
+                f"choose one of: {listed}"
             )
 
     def load(

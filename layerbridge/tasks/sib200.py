@@ -21,13 +21,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layerbridge.config import TaskConfig
 from layerbridge.data import hub
 from layerbridge.data.readers import check_columns, read_rows
 from layerbridge.data.types import DataReport, Example
 from layerbridge.errors import DataError
 from layerbridge.languages import ALIASES, FLORES_CODE
-from layerbridge.tasks.base import TASKS, RawRow, Task, default_data_dir
+from layerbridge.tasks.base import TASKS, RawRow, Task
 
 COLUMNS = ("index_id", "category", "text")
 EXPECTED_ROWS = {"train": 701, "dev": 99, "test": 204}
@@ -110,15 +109,11 @@ class Sib200(Task):
     local_folder = "sib200"
     hub_datasets = (HUB_ID,)
 
-    def __init__(self, config: TaskConfig | None = None) -> None:
-        config = config or TaskConfig(name=self.name)
-        data_dir = Path(config.data_dir).expanduser() if config.data_dir else default_data_dir()
-        local = config.source == "local" or (
-            config.source == "auto" and data_dir is not None and (data_dir / self.local_folder).exists()
-        )
-        if local and data_dir is not None:
-            self.languages = local_languages(data_dir / self.local_folder / "annotated")  # type: ignore[misc]
-        super().__init__(config)
+    def _resolve_source(self, source: str) -> str:
+        resolved = super()._resolve_source(source)
+        if resolved == "local":  # the test languages are the folders present
+            self.languages = local_languages(self.local_path(self.local_folder, "annotated"))  # type: ignore[misc]
+        return resolved
 
     def canonical_language(self, language: str) -> str:
         return ALIASES.get(language, language)
