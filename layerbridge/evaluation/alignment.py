@@ -19,7 +19,7 @@ task's prompt template, so that shared template words cannot inflate the alignme
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,10 +122,9 @@ def alignment_probe(
     batch_size: int = 64,
     coverage: frozenset[str] | None = None,
     progress: bool = True,
-    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Translation-retrieval accuracy against English for every language x representation."""
-    if not getattr(task, "parallel", False):
+    if not task.parallel:
         raise DataError(
             f"task {task.name} has no parallel test sets; the alignment probe needs translations "
             "of the same items in every language (use sib200)"
