@@ -25,7 +25,7 @@ from layerbridge.evaluation.predict import predict_examples
 from layerbridge.io import ensure_writable
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.tasks import get_task
-from layerbridge.tasks.base import template_fields
+from layerbridge.tasks.base import Task, template_fields
 from layerbridge.training import TrainResult
 from layerbridge.training import train as _train
 
@@ -41,12 +41,6 @@ class PromptSpec:
     @property
     def fields(self) -> list[str]:
         return list(dict.fromkeys(template_fields(self.template)))
-
-    @classmethod
-    def of(cls, task_or_meta: Any) -> PromptSpec:
-        if isinstance(task_or_meta, dict):  # the "task" metadata saved with a trained bridge
-            return cls(task_or_meta["name"], task_or_meta["template"], tuple(task_or_meta["labels"].values()))
-        return cls(task_or_meta.name, task_or_meta.template, tuple(task_or_meta.label_strings))
 
 
 def train(
@@ -75,21 +69,25 @@ def _load(bridge: Bridge | str | Path, device: str | None, trust_remote_code: bo
     return load_bridge(bridge, device=device, trust_remote_code=trust_remote_code)
 
 
-def _as_task(task: TaskConfig | str | None, meta: dict, data_dir: str | None = None):
+def _as_task(task: TaskConfig | str | None, meta: dict, data_dir: str | None = None) -> Task:
+    """The task to use: given, or the one saved with the bridge (with its prompt and labels)."""
     if task is None:
         saved = meta.get("task")
         if not saved:
             raise ConfigError("no task given and the bridge does not record the task it was trained for")
-        task = TaskConfig(
-            name=saved.get("kind", saved["name"]),
-            spec=saved.get("spec"),
-            data_dir=data_dir,
-            template=saved["template"],
-            labels=list(saved["labels"].values()),
-        )
+        task = Task.config_from_description(saved, data_dir=data_dir)
     elif isinstance(task, str):
         task = TaskConfig(name=task, data_dir=data_dir)
     return get_task(task)
+
+
+def _prompt_spec(task: TaskConfig | str | None, meta: dict) -> PromptSpec:
+    """Template and label strings for ``predict`` (the saved ones need no task data)."""
+    if task is None and meta.get("task"):
+        config = Task.config_from_description(meta["task"])
+        return PromptSpec(config.name, config.template, tuple(config.labels))
+    found = _as_task(task, meta)
+    return PromptSpec(found.name, found.template, tuple(found.label_strings))
 
 
 def evaluate(
@@ -132,12 +130,12 @@ def predict(
     by a TAB (e.g. premise<TAB>hypothesis for NLI).
     """
     meta = _bridge_meta(bridge)
-    spec = PromptSpec.of(meta["task"] if task is None and meta.get("task") else _as_task(task, meta))
+    spec = _prompt_spec(task, meta)
     examples = [Example(_fields(spec, item, i), 0, f"input/{i}") for i, item in enumerate(inputs)]
     config = EvalConfig(mode=mode, batch_size=batch_size)
     model = _load(bridge, device, trust_remote_code)
     with torch.no_grad():
-        preds = predict_examples(model, spec, examples, spec.label_strings, config, progress=False)
+        preds = predict_examples(model, spec.template, examples, spec.label_strings, config, progress=False)
     results = []
     for i in range(len(examples)):
         label = spec.label_strings[preds.pred[i]] if preds.pred[i] >= 0 else None

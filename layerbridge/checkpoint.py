@@ -30,10 +30,14 @@ from layerbridge.io import atomic_dir, sha256_file, umask, write_json
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import BaseModels, build_bridge
 from layerbridge.modeling.llm import llm_hidden_size
+from layerbridge.modeling.projector import LEGACY_KEYS
+from layerbridge.report.model_card import model_card
 
 WEIGHTS_NAME = "bridge.safetensors"
 CONFIG_NAME = "bridge_config.json"
 FORMAT_VERSION = 1
+#: the model card written beside the weights (Hugging Face convention)
+CARD_NAME = "README.md"
 
 
 def base_model_info(bridge: Bridge) -> dict[str, dict[str, Any]]:
@@ -67,10 +71,13 @@ def write_bridge_files(bridge: Bridge, folder: Path, extra: dict[str, Any] | Non
         "extra": extra or {},
     }
     weights = folder / WEIGHTS_NAME
-    save_file(tensors, weights, metadata={"format": "pt", "layerbridge": str(FORMAT_VERSION)})
+    # one metadata key only: safetensors writes the header's metadata in hash order, so a second
+    # key would make identical weights give different bytes (and a different weights_sha256)
+    save_file(tensors, weights, metadata={"format": "pt"})
     os.chmod(weights, 0o666 & ~umask())  # the same permissions as every other file we write
     meta["weights_sha256"] = sha256_file(weights)
     write_json(folder / CONFIG_NAME, meta)
+    (folder / CARD_NAME).write_text(model_card(meta), encoding="utf-8")
 
 
 def save_bridge(bridge: Bridge, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -147,8 +154,17 @@ def check_base_models(expected: dict[str, dict[str, Any]], bridge: Bridge, direc
             )
 
 
+def _current_key(key: str) -> str:
+    """A state-dict key of an older layerbridge version under its current name."""
+    for old, new in LEGACY_KEYS.items():
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
 def load_bridge_weights(bridge: Bridge, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Copy checkpoint tensors into ``bridge``, requiring exactly the expected keys and shapes."""
+    tensors = {_current_key(key): value for key, value in tensors.items()}
     expected = bridge.bridge_state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -164,6 +180,18 @@ def load_bridge_weights(bridge: Bridge, tensors: dict[str, torch.Tensor], source
                 f"{tuple(expected[key].shape)}"
             )
     bridge.load_state_dict(tensors, strict=False)
+
+
+def _legacy_options(config: BridgeConfig, tensors: dict[str, torch.Tensor]) -> BridgeConfig:
+    """Options that older layerbridge versions used by default, read off a checkpoint's tensors.
+
+    Global Softmax bridges saved before the log-temperature default hold ``fusion.t`` (the
+    reference parametrisation tau = 100 + 1e5 t) and record no ``parametrisation``.
+    """
+    options = config.fusion_options
+    if config.fusion == "global-softmax" and "fusion.t" in tensors and "parametrisation" not in options:
+        return config.replace(fusion_options={**options, "parametrisation": "reference"})
+    return config
 
 
 def load_bridge(
@@ -190,6 +218,7 @@ def load_bridge(
     changes = {k: v for k, v in {"encoder": encoder, "llm": llm, "dtype": dtype}.items() if v is not None}
     config = config.replace(**changes, trust_remote_code=trust_remote_code)
     tensors = read_bridge_tensors(directory, meta)
+    config = _legacy_options(config, tensors)
     bridge = build_bridge(config, device=device, base=base)
     check_base_models(meta.get("base_models", {}), bridge, directory)
     load_bridge_weights(bridge, tensors, str(directory / WEIGHTS_NAME))

@@ -2,7 +2,7 @@
 
 ``RunConfig`` is what ``layerbridge train`` reads: ``bridge`` (the model), ``task`` (the data)
 and ``train`` (the optimisation). Every field has the reference default from the paper's
-code (see ``notes/method.md`` in the README), and any field can be overridden from the
+code (the README's "Method" section), and any field can be overridden from the
 command line with a dotted path: ``--set train.lr=6e-4 --set bridge.fusion=last``.
 """
 
@@ -20,6 +20,7 @@ import yaml
 
 from layerbridge.errors import ConfigError
 from layerbridge.io import load_yaml
+from layerbridge.runtime import canonical_precision
 
 C = TypeVar("C")
 
@@ -149,9 +150,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
 @dataclass
 class BridgeConfig(ConfigMixin):
     """Everything that defines a bridge: the two frozen base models and the trained parts.
@@ -174,28 +172,28 @@ class BridgeConfig(ConfigMixin):
     #: include the encoder's embedding-layer output h^(0) among the fused layers
     include_embeddings: bool = False
     freeze_encoder: bool = True
+    #: keep the frozen encoder's dropout active while training (the reference code leaves the
+    #: encoder in train mode); default off: the frozen encoder is deterministic
+    encoder_dropout: bool = False
     #: "zeros" (reference) or "normal" (LangBridge-style random init, std 0.02)
     boundary_init: str = "zeros"
     #: encoder tokens per prompt (longer prompts are shortened, keeping the template)
     max_length: int = 200
     #: start the LLM input with the LLM's BOS embedding when it has one
     use_bos: bool = True
-    #: dtype of the frozen base models; "auto" = bfloat16 on GPU, float32 on CPU
+    #: precision of the frozen base models (auto | fp32 | bf16 | fp16, see layerbridge.runtime);
+    #: "auto" = bf16 on a GPU that supports it, fp32 on CPU
     dtype: str = "auto"
     trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of: {', '.join(DTYPES)}")
+        self.dtype = canonical_precision(self.dtype, "dtype")
         if self.projector_init not in ("default", "zeros"):
             raise ConfigError(f"unknown projector_init {self.projector_init!r}; choose default or zeros")
         if self.boundary_init not in ("zeros", "normal"):
             raise ConfigError(f"unknown boundary_init {self.boundary_init!r}; choose zeros or normal")
-        from layerbridge.modeling.fusion import FUSIONS
-        from layerbridge.modeling.projector import PROJECTORS
-
-        FUSIONS.get(self.fusion)  # raises ConfigError naming the choices
-        PROJECTORS.get(self.projector)
+        # fusion / projector names are checked by the model registries
+        # (layerbridge.modeling.builders.check_bridge_config), so config does not import modeling
         if self.max_length < 4:
             raise ConfigError(f"max_length must be at least 4, got {self.max_length}")
 
@@ -226,9 +224,6 @@ class TaskConfig(ConfigMixin):
             raise ConfigError(f"unknown data source {self.source!r}; choose one of: {', '.join(SOURCES)}")
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
 @dataclass
 class EvalConfig(ConfigMixin):
     """How to evaluate a bridge on a task."""
@@ -257,8 +252,7 @@ class EvalConfig(ConfigMixin):
             raise ConfigError(f"unknown evaluation mode {self.mode!r}; choose score or generate")
         if self.score not in ("sum", "mean"):
             raise ConfigError(f"unknown score {self.score!r}; choose sum or mean")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        self.precision = canonical_precision(self.precision)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be positive, got {self.limit}")
         if self.batch_size < 1:
@@ -271,11 +265,13 @@ class EvalConfig(ConfigMixin):
 
 @dataclass
 class TrainConfig(ConfigMixin):
-    """Optimisation settings. Defaults follow the paper's reference code (notes/method.md)."""
+    """Optimisation settings. Defaults follow the paper's reference code (README, "The method")."""
 
     output_dir: str = "runs/bridge"
     seed: int = 42
     lr: float = 3e-5
+    #: learning rate of the fusion's parameters (default: ``lr``); projector and boundary use ``lr``
+    fusion_lr: float | None = None
     betas: tuple[float, float] = (0.8, 0.999)
     weight_decay: float = 3e-7
     epochs: float = 3.0
@@ -290,8 +286,11 @@ class TrainConfig(ConfigMixin):
     max_train_examples: int | None = 100_000
     #: seed of the training-data subsample (kept fixed across training seeds)
     data_seed: int = 0
-    #: evaluate on English dev every N optimizer steps (0 = only at the end); keeps the best
+    #: evaluate on English dev every N optimizer steps (0 = only at the end)
     eval_every: int = 500
+    #: which weights become ``best/``: "best" (the best English dev accuracy, checked every
+    #: eval_every steps) or "last" (the final weights, as the reference code; dev is still logged)
+    selection: str = "best"
     #: English dev examples used for model selection (class-balanced)
     dev_limit: int | None = 500
     #: resumable checkpoint every N optimizer steps (0 = none)
@@ -309,8 +308,7 @@ class TrainConfig(ConfigMixin):
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        self.precision = canonical_precision(self.precision)
         for name in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "bucket_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
@@ -321,8 +319,12 @@ class TrainConfig(ConfigMixin):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{name} must be at least 1 (or null), got {value}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.lr <= 0 or (self.fusion_lr is not None and self.fusion_lr <= 0):
+            raise ConfigError(
+                f"train.lr and train.fusion_lr must be positive, got {self.lr}, {self.fusion_lr}"
+            )
+        if self.selection not in ("best", "last"):
+            raise ConfigError(f"unknown train.selection {self.selection!r}; choose best or last")
         if self.max_steps is None and self.epochs <= 0:
             raise ConfigError("train.epochs must be positive (or set train.max_steps)")
         if not 0 <= self.warmup_ratio < 1:

@@ -1,4 +1,15 @@
-"""Device and precision helpers shared by training and evaluation."""
+"""Device, precision and process-wide settings: the one place that resolves them.
+
+One vocabulary for numeric precision everywhere (configs, CLI, benchmark)::
+
+    auto | fp32 | bf16 | fp16        (float32 / bfloat16 / float16 are accepted as aliases)
+
+* the *weights* precision of the frozen base models (``BridgeConfig.dtype``):
+  ``auto`` = bf16 on a GPU that supports it, fp32 elsewhere;
+* the *compute* precision of training and evaluation (``TrainConfig.precision``,
+  ``EvalConfig.precision``): ``auto`` = bf16 autocast on a GPU (fp16 where bf16 is missing),
+  none (fp32) on the CPU.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +24,79 @@ import torch
 
 from layerbridge.errors import ConfigError
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
-    """Autocast context: ``auto`` = bf16 on CUDA (fp16 where bf16 is missing), none on CPU."""
+
+def canonical_precision(name: str, what: str = "precision") -> str:
+    """``name`` in the short vocabulary (aliases mapped); a ConfigError naming the choices otherwise."""
+    name = ALIASES.get(name, name)
+    if name not in PRECISIONS:
+        raise ConfigError(f"unknown {what} {name!r}; choose one of: {', '.join(PRECISIONS)}")
+    return name
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` -> the first GPU if there is one, else the CPU; a clear error for unusable devices."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {device!r}: {err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA GPU is available to this torch build")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) are visible")
+    elif dev.type not in ("cpu", "mps", "xpu"):
+        raise ConfigError(f"unsupported device {device!r}; use cpu, cuda or cuda:N")
+    return dev
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def weights_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """dtype of the frozen base models: ``auto`` -> bfloat16 on a bf16 GPU, float32 elsewhere."""
+    precision = canonical_precision(precision, "dtype")
+    if precision == "auto":
+        return torch.bfloat16 if _cuda_bf16(device) else torch.float32
+    return TORCH_DTYPES[precision]
+
+
+def compute_precision(precision: str, device: torch.device) -> str:
+    """Autocast precision: ``auto`` -> bf16 (fp16 without bf16) on CUDA, fp32 elsewhere."""
+    precision = canonical_precision(precision)
     if precision == "auto":
         if device.type != "cuda":
-            return contextlib.nullcontext()
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if precision == "fp32":
+            return "fp32"
+        return "bf16" if _cuda_bf16(device) else "fp16"
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """The autocast context of ``compute_precision`` (none for fp32)."""
+    resolved = compute_precision(precision, device)
+    if resolved == "fp32":
         return contextlib.nullcontext()
-    if precision not in ("bf16", "fp16"):
-        raise ConfigError(f"unknown precision {precision!r}")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=TORCH_DTYPES[resolved])
+
+
+def accelerate_mixed_precision(precision: str, device: torch.device | None = None) -> str:
+    """``compute_precision`` in accelerate's words (``no`` | ``bf16`` | ``fp16``)."""
+    device = device or resolve_device(None)
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[compute_precision(precision, device)]
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' warnings and download bars (layerbridge reports what matters)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def cpu_name() -> str:
@@ -39,12 +110,26 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's instruction-set flags that matter for matmul speed (AVX2/AVX-512/AMX/bf16)."""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in wanted if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def environment() -> dict[str, Any]:
     """Hardware and library versions, recorded with every study and benchmark result."""
     import transformers
 
     return {
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

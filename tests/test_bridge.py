@@ -9,6 +9,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from layerbridge import BridgeConfig
 from layerbridge.errors import ConfigError, DataError, ModelError
+from layerbridge.evaluation.predict import encode_texts, generate_texts, score_texts
+from layerbridge.modeling.builders import check_bridge_config
 from tests.conftest import FUSION_NAMES
 
 PROMPTS = [
@@ -21,14 +23,14 @@ LABELS = ["yes", "no", "very negative", "neutral"]
 
 
 def _batch(bridge, prompts=PROMPTS, targets=TARGETS):
-    ids, mask = bridge.tokenize_prompts(prompts)
+    ids, mask = encode_texts(bridge, prompts)
     tids, tmask = bridge.pad_targets([bridge.target_token_ids(t) for t in targets])
     return ids, mask, tids, tmask
 
 
 def test_prefix_layout_and_masks(make_bridge):
     bridge = make_bridge("bert", "last")
-    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    ids, mask = encode_texts(bridge, PROMPTS)
     assert ids.shape == mask.shape and ids.shape[0] == 3
     n = mask.sum(1)
     assert (mask[:, 0] == 1).all() and n[1] < n[0]  # right-padded encoder batch
@@ -55,11 +57,11 @@ def test_padded_batch_matches_each_example_alone(make_bridge, encoder, fusion):
     candidates = [bridge.target_token_ids(label) for label in LABELS]
     with torch.no_grad():
         batch_loss = bridge(*_batch(bridge)).example_loss
-        batch_scores = bridge.score_candidates(*bridge.tokenize_prompts(PROMPTS), candidates)
+        batch_scores = bridge.score_candidates(*encode_texts(bridge, PROMPTS), candidates)
     for i in range(len(PROMPTS)):
         with torch.no_grad():
             alone = bridge(*_batch(bridge, PROMPTS[i : i + 1], TARGETS[i : i + 1])).example_loss
-            scores = bridge.score_candidates(*bridge.tokenize_prompts(PROMPTS[i : i + 1]), candidates)
+            scores = bridge.score_candidates(*encode_texts(bridge, PROMPTS[i : i + 1]), candidates)
         torch.testing.assert_close(batch_loss[i : i + 1], alone, atol=1e-5, rtol=0)
         torch.testing.assert_close(batch_scores.total[i : i + 1], scores.total, atol=1e-5, rtol=0)
         torch.testing.assert_close(batch_scores.mean[i : i + 1], scores.mean, atol=1e-5, rtol=0)
@@ -118,7 +120,7 @@ def test_loss_equals_hand_computed_cross_entropy(make_bridge):
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_cached_label_scores_equal_teacher_forced_loss(make_bridge, fusion):
     bridge = make_bridge("t5", fusion)
-    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    ids, mask = encode_texts(bridge, PROMPTS)
     candidates = [bridge.target_token_ids(label) for label in LABELS]
     scores = bridge.score_candidates(ids, mask, candidates)
     assert scores.total.shape == (len(PROMPTS), len(LABELS))
@@ -132,7 +134,7 @@ def test_cached_label_scores_equal_teacher_forced_loss(make_bridge, fusion):
 
 def test_greedy_generation_matches_manual_decoding_and_padding(make_bridge):
     bridge = make_bridge("bert", "transformer-softmax")
-    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    ids, mask = encode_texts(bridge, PROMPTS)
     generated = bridge.generate_ids(ids, mask, max_new_tokens=5)
     emb = bridge.llm.get_input_embeddings()
     prompt, _ = bridge.soft_prompt(ids, mask)
@@ -147,9 +149,9 @@ def test_greedy_generation_matches_manual_decoding_and_padding(make_bridge):
             manual.append(nxt)
             seq = torch.cat([seq, emb.weight[nxt][None]])
         assert generated[b] == manual
-        alone = bridge.generate_ids(*bridge.tokenize_prompts(PROMPTS[b : b + 1]), max_new_tokens=5)
+        alone = bridge.generate_ids(*encode_texts(bridge, PROMPTS[b : b + 1]), max_new_tokens=5)
         assert alone[0] == generated[b]
-    texts = bridge.generate(PROMPTS, max_new_tokens=3)
+    texts = generate_texts(bridge, PROMPTS, max_new_tokens=3)
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
 
 
@@ -169,7 +171,7 @@ def test_parameter_counts(make_bridge):
 def test_options_include_embeddings_and_unfrozen_encoder(make_bridge):
     bridge = make_bridge("bert", "global-softmax", include_embeddings=True)
     assert bridge.encoder.num_layers == 4 and bridge.fusion.layer_logits.shape == (4,)
-    states = bridge.encoder(*bridge.tokenize_prompts(PROMPTS[:1]))
+    states = bridge.encoder(*encode_texts(bridge, PROMPTS[:1]))
     assert states.shape[2] == 4
     unfrozen = make_bridge("bert", "last", freeze_encoder=False)
     unfrozen.train()
@@ -183,19 +185,19 @@ def test_options_include_embeddings_and_unfrozen_encoder(make_bridge):
 
 def test_errors_name_the_problem(make_bridge, monkeypatch):
     with pytest.raises(ConfigError, match="unknown projector 'conv'.*linear, mlp"):
-        BridgeConfig(projector="conv")
+        check_bridge_config(BridgeConfig(projector="conv"))
     with pytest.raises(ConfigError, match="unknown fusion 'average'"):
-        BridgeConfig(fusion="average")
+        check_bridge_config(BridgeConfig(fusion="average"))
     bridge = make_bridge("bert", "last")
     with pytest.raises(DataError, match="input text #1 is empty"):
-        bridge.tokenize_prompts(["text : w1", "   "])
+        encode_texts(bridge, ["text : w1", "   "])
 
     def no_hidden(*args, **kwargs):
         return BaseModelOutput(last_hidden_state=torch.zeros(1, 3, 32), hidden_states=None)
 
     monkeypatch.setattr(bridge.encoder.model, "forward", no_hidden)
     with pytest.raises(ModelError, match="returned no hidden states"):
-        bridge.score_labels(["text : w1"], ["yes"])
+        score_texts(bridge, ["text : w1"], ["yes"])
 
 
 def test_llm_without_input_embeddings_is_rejected(make_bridge, monkeypatch):
@@ -208,20 +210,20 @@ def test_llm_without_input_embeddings_is_rejected(make_bridge, monkeypatch):
 
 def test_zero_initialised_projector_starts_from_an_empty_prompt(make_bridge):
     bridge = make_bridge("bert", "transformer-softmax", projector_init="zeros")
-    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    ids, mask = encode_texts(bridge, PROMPTS)
     prompt, _ = bridge.soft_prompt(ids, mask)
     assert torch.equal(prompt, torch.zeros_like(prompt))
     bridge.train()
     bridge(*_batch(bridge)).loss.backward()
     assert bridge.projector.weight.grad.abs().sum() > 0  # it still learns
     mlp = make_bridge("bert", "last", projector="mlp", projector_init="zeros")
-    assert torch.equal(mlp.projector[2].weight, torch.zeros_like(mlp.projector[2].weight))
-    assert mlp.projector[0].weight.abs().sum() > 0
+    assert torch.equal(mlp.projector.linear_2.weight, torch.zeros_like(mlp.projector.linear_2.weight))
+    assert mlp.projector.linear_1.weight.abs().sum() > 0
 
 
 def test_label_scoring_without_an_expandable_cache_gives_the_same_scores(make_bridge, monkeypatch):
     bridge = make_bridge("t5", "global-softmax")
-    ids, mask = bridge.tokenize_prompts(PROMPTS)
+    ids, mask = encode_texts(bridge, PROMPTS)
     candidates = [bridge.target_token_ids(label) for label in LABELS]
     cached = bridge.score_candidates(ids, mask, candidates).total
     monkeypatch.setattr("layerbridge.modeling.bridge.output_cache", lambda out: object())

@@ -12,6 +12,7 @@ from layerbridge import BridgeConfig, build_bridge
 from layerbridge.builtin import BUILTIN_MODELS, is_prepared, model_dir, prepare, resolve_model
 from layerbridge.builtin.cache import MANIFEST
 from layerbridge.errors import ModelError
+from layerbridge.evaluation.predict import encode_texts, score_texts
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -87,7 +88,7 @@ def test_builtin_bridge_trains_and_scores_on_cpu(e5_dir, smollm2_dir):
         "News Sentence: The central bank raised interest rates. Category: ",
         "News Sentence: ශ්‍රී ලංකා ක්‍රිකට් කණ්ඩායම ජය ගත්තේය. Category: ",
     ]
-    ids, mask = bridge.tokenize_prompts(prompts)
+    ids, mask = encode_texts(bridge, prompts)
     tids, tmask = bridge.pad_targets([bridge.target_token_ids(t) for t in ["Business", "Sports"]])
     optimizer = torch.optim.AdamW([p for p in bridge.parameters() if p.requires_grad], lr=1e-3)
     before = bridge.projector.weight.detach().clone()
@@ -97,8 +98,10 @@ def test_builtin_bridge_trains_and_scores_on_cpu(e5_dir, smollm2_dir):
     optimizer.step()
     assert torch.isfinite(loss) and not torch.equal(before, bridge.projector.weight)
     bridge.eval()
-    scores = bridge.score_labels(prompts, ["Business", "Entertainment", "Political", "Sports", "Science"])
-    assert scores.total.shape == (2, 5) and torch.isfinite(scores.total).all()
+    scores = torch.as_tensor(
+        score_texts(bridge, prompts, ["Business", "Entertainment", "Political", "Sports", "Science"])
+    )
+    assert scores.shape == (2, 5) and torch.isfinite(scores).all()
 
 
 @pytest.mark.real_models

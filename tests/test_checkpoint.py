@@ -6,11 +6,13 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors import safe_open
 
 from layerbridge import load_bridge, save_bridge
-from layerbridge.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_tensors
+from layerbridge.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_bridge_weights, read_tensors
 from layerbridge.errors import CheckpointError
+from layerbridge.evaluation.predict import score_texts
 from layerbridge.io import sha256_file
 from tests.conftest import FUSION_NAMES
 from tests.test_bridge import LABELS, PROMPTS, TARGETS, _batch
@@ -46,8 +48,8 @@ def test_save_load_reproduces_outputs_and_holds_only_bridge_tensors(make_bridge,
     with torch.no_grad():
         a = bridge(*_batch(bridge)).example_loss
         b = loaded(*_batch(loaded)).example_loss
-        sa = bridge.score_labels(PROMPTS, LABELS).total
-        sb = loaded.score_labels(PROMPTS, LABELS).total
+        sa = torch.as_tensor(score_texts(bridge, PROMPTS, LABELS), dtype=torch.float32)
+        sb = torch.as_tensor(score_texts(loaded, PROMPTS, LABELS), dtype=torch.float32)
     assert torch.equal(a, b) and torch.equal(sa, sb)
     assert len(TARGETS) == len(PROMPTS)
 
@@ -107,3 +109,50 @@ def test_failed_save_leaves_previous_checkpoint_intact(make_bridge, tmp_path, mo
         save_bridge(bridge, out_dir)
     assert (out_dir / WEIGHTS_NAME).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bridge"]  # no temporary leftovers
+
+
+def test_mlp_projector_has_named_parts_and_old_names_still_load(make_bridge):
+    """The mlp projector's weights are linear_1 / linear_2; bridges saved as projector.0 / .2 load."""
+    bridge = make_bridge("bert", "last", projector="mlp")
+    names = {k for k in bridge.bridge_state_dict() if k.startswith("projector.")}
+    assert names == {f"projector.linear_{i}.{p}" for i in (1, 2) for p in ("weight", "bias")}
+    _randomise(bridge)
+    legacy = {
+        k.replace("projector.linear_1.", "projector.0.").replace("projector.linear_2.", "projector.2."): v
+        for k, v in bridge.bridge_state_dict().items()
+    }
+    fresh = make_bridge("bert", "last", projector="mlp", seed=5)
+    load_bridge_weights(fresh, legacy, "legacy")
+    for key, value in bridge.bridge_state_dict().items():
+        assert torch.equal(fresh.bridge_state_dict()[key], value), key
+
+
+def test_identical_weights_give_identical_files(make_bridge, tmp_path):
+    """Byte-reproducible checkpoints: the same weights always hash the same (weights_sha256)."""
+    bridge = make_bridge("bert", "global-softmax")
+    hashes = set()
+    for i in range(4):
+        save_bridge(bridge, tmp_path / f"copy-{i}")
+        hashes.add(json.loads((tmp_path / f"copy-{i}" / CONFIG_NAME).read_text())["weights_sha256"])
+    assert len(hashes) == 1
+
+
+def test_save_pretrained_from_pretrained_round_trip_and_model_card(make_bridge, tmp_path):
+    from layerbridge import Bridge
+
+    bridge = make_bridge("bert", "transformer-softmax")
+    _randomise(bridge)
+    extra = {
+        "task": {"name": "marker", "template": "{text}", "labels": {"a": "yes"}, "languages": ["en", "si"]}
+    }
+    folder = bridge.save_pretrained(tmp_path / "bridge", extra=extra)
+    loaded = Bridge.from_pretrained(folder, device="cpu")
+    bridge.eval(), loaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(*_batch(loaded)).loss, bridge(*_batch(bridge)).loss, atol=0, rtol=0)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(card.split("---")[1])
+    assert header["library_name"] == "layerbridge" and header["language"] == ["en", "si"]
+    assert header["base_model"] == [bridge.config.encoder, bridge.config.llm]  # local paths stay as given
+    assert f"`{bridge.config.encoder}`" in card and f"`{bridge.config.llm}`" in card
+    assert "`transformer-softmax`" in card and "Training: not recorded" in card

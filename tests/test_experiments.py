@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 
 from layerbridge.config import EvalConfig
+from layerbridge.errors import ConfigError
 from layerbridge.experiments.compare import run_comparison, summarize
-from layerbridge.experiments.study import BUDGETS, export, task_config, verdict
+from layerbridge.experiments.config import ExperimentConfig, recipe_path
+from layerbridge.experiments.study import BUDGETS, export, study_recipe
+from layerbridge.report.comparison import verdict
 from tests.conftest import tiny_run_config
 
 
@@ -124,21 +127,29 @@ def test_summarize_rejects_unpaired_runs():
 
 
 def test_study_budgets_are_valid_configs():
-    for budget in BUDGETS.values():
-        assert len(budget["seeds"]) >= 2
-        for task in budget["tasks"]:
-            config = task_config(task, None, eval_every=max(task.steps // 2, 1))
-            assert config.train.max_steps == task.steps and config.bridge.encoder == "e5-small"
-    assert len(BUDGETS["cpu"]["seeds"]) >= 3
-    assert {t.name for t in BUDGETS["cpu"]["tasks"]} == {"xnli", "marc", "sinhala-news"}
+    for budget in BUDGETS:
+        recipe = study_recipe(budget)
+        assert len(recipe.seeds) >= 2
+        for task in recipe.task_names():
+            config = recipe.run_config(task)
+            assert config.task.name == task and config.bridge.encoder == "e5-small"
+            assert config.train.max_steps and config.train.eval_every == config.train.max_steps // 2
+            assert recipe.eval_config(task).limit
+    cpu = study_recipe("cpu")
+    assert len(cpu.seeds) >= 3 and set(cpu.task_names()) == {"xnli", "marc", "sinhala-news"}
+    assert cpu.run_config("marc").bridge.max_length == 96 and cpu.run_config("xnli").bridge.max_length == 128
 
 
-def test_quickstart_yaml_is_the_quickstart_recipe():
-    """configs/quickstart.yaml documents what `layerbridge quickstart` trains: they must not drift."""
-    from pathlib import Path
-
+def test_experiment_recipes_are_yaml_and_round_trip(tmp_path):
+    """The quickstart recipe reads its run config from configs/quickstart.yaml; a recipe round-trips."""
     from layerbridge.config import RunConfig
-    from layerbridge.experiments.quickstart import quickstart_config
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
-    assert RunConfig.load(path).to_dict() == quickstart_config().to_dict()
+    quick = ExperimentConfig.load(recipe_path("quickstart"))
+    assert quick.fusions == ["last", "transformer-softmax"] and quick.task_names() == ["sinhala-news"]
+    run = quick.run_config("sinhala-news")
+    assert run.to_dict() == RunConfig.load(recipe_path("quickstart").parents[1] / "quickstart.yaml").to_dict()
+    assert quick.eval_config("sinhala-news").languages == ["en", "si"]
+    again = ExperimentConfig.from_json(study_recipe("cpu").to_json())
+    assert again.run_config("marc") == study_recipe("cpu").run_config("marc")
+    with pytest.raises(ConfigError, match="unknown section"):
+        ExperimentConfig(fusions=["last"], seeds=[1], run={}, tasks={"xnli": {"optim": {}}})

@@ -7,6 +7,7 @@ import random
 import pytest
 import torch
 
+from layerbridge.evaluation.predict import encode_texts, score_texts
 from tests.conftest import FUSION_NAMES, marker_example
 
 
@@ -22,7 +23,7 @@ def test_bridge_learns_marker_task(make_bridge, fusion):
     losses = []
     for _ in range(400):
         batch = [marker_example(rng) for _ in range(16)]
-        ids, mask = bridge.tokenize_prompts([x for x, _ in batch])
+        ids, mask = encode_texts(bridge, [x for x, _ in batch])
         tids, tmask = bridge.pad_targets([bridge.target_token_ids(y) for _, y in batch])
         loss = bridge(ids, mask, tids, tmask).loss
         loss.backward()
@@ -30,7 +31,7 @@ def test_bridge_learns_marker_task(make_bridge, fusion):
         optimizer.zero_grad()
         losses.append(loss.item())
     bridge.eval()
-    scores = bridge.score_labels([x for x, _ in test], ["yes", "no"]).total
+    scores = torch.as_tensor(score_texts(bridge, [x for x, _ in test], ["yes", "no"]), dtype=torch.float32)
     gold = torch.tensor([0 if y == "yes" else 1 for _, y in test])
     accuracy = (scores.argmax(1) == gold).float().mean().item()
     first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20

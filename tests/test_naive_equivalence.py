@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from layerbridge.bench import flops
+from layerbridge.bench.hardware import gpu_peak
 from layerbridge.bench.naive import naive_label_scores, naive_loss
+from layerbridge.evaluation.predict import score_texts
+from layerbridge.modeling import flops
 from tests.conftest import FUSION_NAMES
 from tests.test_bridge import LABELS, PROMPTS, TARGETS, _batch
 
@@ -19,7 +21,7 @@ def test_optimised_equals_naive_in_fp32(make_bridge, encoder, fusion):
         bridge.boundary.normal_()
         ours = bridge(*_batch(bridge)).example_loss
         reference = naive_loss(bridge, PROMPTS, TARGETS)
-        scores = bridge.score_labels(PROMPTS, LABELS).total
+        scores = torch.as_tensor(score_texts(bridge, PROMPTS, LABELS), dtype=torch.float32)
         reference_scores = naive_label_scores(bridge, PROMPTS, LABELS)
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(scores, reference_scores, atol=1e-4, rtol=1e-5)
@@ -63,12 +65,13 @@ def test_flop_count_known_answer(make_bridge):
     )
     expected += 2 * 2 * bridge.llm.get_input_embeddings().weight.shape[0] * 48 * m
     assert flops.training_step_flops(bridge, [n], [m]) == expected
-    assert flops.gpu_peak("NVIDIA H100 80GB HBM3") == pytest.approx(989.4e12)
+    assert gpu_peak("NVIDIA H100 80GB HBM3") == pytest.approx(989.4e12)
 
 
 @pytest.mark.real_models
 def test_benchmark_runs_end_to_end_on_the_builtin_pair():
-    from layerbridge.bench.run import BenchConfig, markdown, run_benchmark
+    from layerbridge.bench.run import BenchConfig, run_benchmark
+    from layerbridge.report.bench import bench_markdown as markdown
 
     config = BenchConfig(
         batch_sizes=[2], steps=1, warmup=1, eval_examples=4, eval_batch_size=4, generate_examples=2, pool=64

@@ -22,7 +22,7 @@ from layerbridge.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from layerbridge.cli.main import main
 from layerbridge.errors import CheckpointError, ConfigError
 from layerbridge.io import atomic_dir, recover_atomic_leftovers
-from layerbridge.modeling.builders import resolve_device
+from layerbridge.runtime import resolve_device
 from layerbridge.training import state as ckpt
 from tests.conftest import tiny_run_config
 from tests.test_training import ROOT, _env

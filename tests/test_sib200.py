@@ -240,7 +240,7 @@ def _fake_run(accs: dict[str, float], seed: int, groups: dict[str, list[str]]) -
 
 
 def test_comparison_groups_holm_and_plots(tmp_path):
-    from layerbridge.evaluation.report import plot_gain_vs_baseline, plot_sorted_accuracy
+    from layerbridge.report.comparison import plot_gain_vs_baseline, plot_sorted_accuracy
 
     groups = {"all": ["eng_Latn", "sin_Sinh", "dzo_Tibt"], "covered": ["eng_Latn", "sin_Sinh"]}
     groups["not_covered"] = ["dzo_Tibt"]

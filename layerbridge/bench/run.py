@@ -2,22 +2,22 @@
 
 For each model shape and batch size it measures, after warm-up steps,
 
-* training step time, examples/s, LLM tokens/s, peak memory and MFU of the optimised step
-  (pre-tokenised, length-bucketed batches, logits only at target positions, Transformer
-  Softmax on real tokens only, autocast) and of the naive step (:mod:`layerbridge.bench.naive`)
-  on the same examples, and their ratio;
+* training step time, examples/s, LLM tokens/s, peak memory and MFU of the training recipe's
+  own step (:meth:`TrainRecipe.train_step`: ``loss_step`` + backward + clipping + AdamW,
+  over length-bucketed batches from the one data path) and of the naive step
+  (:mod:`layerbridge.bench.naive`, then the same optimizer step) on random batches of the same
+  examples, and their ratio;
 * label-scoring throughput (one cached prefix pass shared by all labels vs one full pass per
   label) and greedy-generation throughput.
 
 Prompts are real XNLI English training prompts (their real token lengths). MFU is model
-FLOPs (:mod:`layerbridge.bench.flops`) / time / peak; the peak is the accelerator's dense
-bf16 peak on GPU, and a measured fp32 matmul peak on CPU.
+FLOPs (:mod:`layerbridge.modeling.flops`) / time / peak; the peak is the accelerator's dense
+bf16 peak on GPU, and this CPU's measured matmul peak in the precision the step runs on CPU.
 """
 
 from __future__ import annotations
 
 import random
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,16 +25,32 @@ from typing import Any
 
 import torch
 
-from layerbridge.bench import flops
+from layerbridge.bench.hardware import (
+    cpu_matmul_peak,
+    describe_device,
+    gpu_peak,
+    peak_memory,
+    reset_peak,
+    sync,
+)
 from layerbridge.bench.naive import naive_label_scores, naive_loss
-from layerbridge.config import BridgeConfig, EvalConfig, TaskConfig
-from layerbridge.data.batching import bucketed_batches, pad_batch
-from layerbridge.data.prompts import encode_examples
+from layerbridge.config import BridgeConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig
+from layerbridge.data.batching import bucketed_batches
+from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.evaluation.predict import predict_examples
+from layerbridge.modeling import flops
 from layerbridge.modeling.bridge import Bridge
-from layerbridge.modeling.builders import build_bridge, load_base_models, resolve_device, resolve_dtype
-from layerbridge.runtime import autocast, compile_llm, environment
+from layerbridge.modeling.builders import BaseModels, build_bridge, load_base_models
+from layerbridge.runtime import (
+    TORCH_DTYPES,
+    autocast,
+    compile_llm,
+    compute_precision,
+    resolve_device,
+    weights_dtype,
+)
 from layerbridge.tasks import get_task
+from layerbridge.training.recipe import TrainRecipe
 
 
 @dataclass
@@ -56,211 +72,192 @@ class BenchConfig:
     compile: bool = False
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass
+class BenchData:
+    """The benchmark's examples through the one data path, plus the naive design's raw text."""
 
-
-def _peak_memory(device: torch.device) -> float:
-    """GiB: CUDA peak allocated since the last reset; on CPU the process's peak RSS so far."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def cpu_matmul_peak(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 8) -> float:
-    """Measured dense matmul throughput (FLOP/s) of this CPU: the MFU denominator on CPU."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    torch.mm(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * size**3 * repeats / (time.perf_counter() - start)
-
-
-def describe_device(device: torch.device) -> dict[str, Any]:
-    info = environment() | {"type": device.type}
-    info["name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else info["cpu"]
-    return info
+    examples: list
+    encoded: EncodedExamples
+    prompts: list[str]  # rendered prompt text (the naive design tokenises it every step)
+    label_strings: list[str]  # each example's target string
 
 
 def _time(fn: Callable[[int], None], warmup: int, steps: int, device: torch.device) -> list[float]:
     for i in range(warmup):
         fn(i)
-    _sync(device)
+    sync(device)
     times = []
     for i in range(steps):
         start = time.perf_counter()
         fn(warmup + i)
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return times
 
 
-def _train_case(
-    bridge: Bridge, data: dict, batch: int, cfg: BenchConfig, peak: float | None
+def _measure(
+    bridge: Bridge, data: BenchData, times: list[float], batches: list[list[int]], peak: float | None
 ) -> dict[str, Any]:
-    device = bridge.device
-    params = [p for p in bridge.parameters() if p.requires_grad]
-    lengths = [len(x) for x in data["ids"]]
-    n_steps = cfg.warmup + cfg.steps
-    rng = random.Random(cfg.seed)
-    bucketed = bucketed_batches(lengths, batch, seed=cfg.seed, bucket_size=50, drop_last=True)[:n_steps]
-    random_batches = [rng.sample(range(len(lengths)), batch) for _ in range(n_steps)]
-    targets = data["targets"]
-    result: dict[str, Any] = {"batch": batch}
-
-    def record(name: str, times: list[float], batches: list[list[int]]) -> None:
-        used = batches[cfg.warmup :]
-        examples = batch * len(used)
-        tokens = sum(lengths[i] + 2 + len(targets[data["labels"][i]]) - 1 for b in used for i in b)
-        seconds = sum(times)
-        work = sum(
-            flops.training_step_flops(
-                bridge, [lengths[i] for i in b], [len(targets[data["labels"][i]]) for i in b]
-            )
-            for b in used
+    """Step time, throughput and MFU of the timed ``batches``."""
+    enc = data.encoded
+    seconds, used = sum(times), batches[-len(times) :]
+    examples = sum(len(b) for b in used)
+    tokens = sum(enc.llm_tokens(b, bridge.bos_id is not None) for b in used)
+    work = sum(
+        flops.training_step_flops(
+            bridge, [len(enc.prompt_ids[i]) for i in b], [len(enc.target_ids[enc.labels[i]]) for i in b]
         )
-        result[name] = {
-            "step_ms": round(1000 * seconds / len(times), 2),
-            "examples_per_s": round(examples / seconds, 2),
-            "tokens_per_s": round(tokens / seconds, 1),
-            "tflops": round(work / seconds / 1e12, 3),
-            "mfu": round(work / seconds / peak, 4) if peak else None,
-        }
+        for b in used
+    )
+    return {
+        "step_ms": round(1000 * seconds / len(times), 2),
+        "examples_per_s": round(examples / seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1),
+        "tflops": round(work / seconds / 1e12, 3),
+        "mfu": round(work / seconds / peak, 4) if peak else None,
+    }
 
-    optimizer = torch.optim.AdamW(params, lr=1e-5)
+
+def _train_case(
+    bridge: Bridge, data: BenchData, batch: int, cfg: BenchConfig, peak: float | None
+) -> dict[str, Any]:
+    """Time the recipe's train_step (and the naive step) at one batch size."""
+    device, n_steps = bridge.device, cfg.warmup + cfg.steps
+    recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=TrainConfig(precision=cfg.precision)))
+    recipe.attach(bridge, total_steps=n_steps)
+    rng, n = random.Random(cfg.seed), len(data.encoded)
+    bucketed = bucketed_batches(data.encoded.lengths(), batch, cfg.seed, bucket_size=50, drop_last=True)
+    bucketed = bucketed[:n_steps]
+    random_batches = [rng.sample(range(n), batch) for _ in range(n_steps)]
+    collate = Collator(data.encoded)
     bridge.train()
-
-    def optimised(i: int) -> None:
-        ids, mask = pad_batch([data["ids"][j] for j in bucketed[i]], bridge.encoder_pad_id)
-        tids, tmask = pad_batch([targets[data["labels"][j]] for j in bucketed[i]], bridge.eos_id)
-        with autocast(device, cfg.precision):
-            loss = bridge(ids.to(device), mask.to(device), tids.to(device), tmask.to(device)).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    _reset_peak(device)
-    record("optimised", _time(optimised, cfg.warmup, cfg.steps, device), bucketed)
-    result["optimised"]["peak_memory_gib"] = round(_peak_memory(device), 3)
-
+    reset_peak(device)
+    times = _time(lambda i: recipe.train_step([collate(bucketed[i])]), cfg.warmup, cfg.steps, device)
+    result: dict[str, Any] = {"batch": batch, "optimised": _measure(bridge, data, times, bucketed, peak)}
+    result["optimised"]["peak_memory_gib"] = round(peak_memory(device), 3)
     if cfg.naive:
 
         def naive(i: int) -> None:
             rows = random_batches[i]
             with autocast(device, cfg.precision):
                 loss = naive_loss(
-                    bridge, [data["prompts"][j] for j in rows], [data["label_strings"][j] for j in rows]
+                    bridge, [data.prompts[j] for j in rows], [data.label_strings[j] for j in rows]
                 )
             loss.mean().backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            recipe.optimizer_step()
 
-        _reset_peak(device)
-        record("naive", _time(naive, cfg.warmup, cfg.steps, device), random_batches)
-        result["naive"]["peak_memory_gib"] = round(_peak_memory(device), 3)
+        reset_peak(device)
+        times = _time(naive, cfg.warmup, cfg.steps, device)
+        result["naive"] = _measure(bridge, data, times, random_batches, peak)
+        result["naive"]["peak_memory_gib"] = round(peak_memory(device), 3)
         result["speedup"] = round(result["naive"]["step_ms"] / result["optimised"]["step_ms"], 2)
     bridge.eval()
     return result
 
 
-def _eval_case(bridge: Bridge, task, data: dict, cfg: BenchConfig) -> dict[str, Any]:
-    device = bridge.device
-    examples = data["examples"][: cfg.eval_examples]
-    config = EvalConfig(batch_size=cfg.eval_batch_size, precision=cfg.precision)
-    predict_examples(
-        bridge, task, examples[: cfg.eval_batch_size], task.label_strings, config, progress=False
-    )
-    _sync(device)
+def _rate(fn: Callable[[], None], count: int, device: torch.device) -> float:
+    """Items per second of one call of ``fn`` that handles ``count`` items."""
+    sync(device)
     start = time.perf_counter()
-    predict_examples(bridge, task, examples, task.label_strings, config, progress=False)
-    _sync(device)
-    scoring = len(examples) / (time.perf_counter() - start)
+    fn()
+    sync(device)
+    return count / (time.perf_counter() - start)
+
+
+def _eval_case(bridge: Bridge, task, data: BenchData, cfg: BenchConfig) -> dict[str, Any]:
+    """Label-scoring (ours vs naive) and generation throughput."""
+    device, examples = bridge.device, data.examples[: cfg.eval_examples]
+    config = EvalConfig(batch_size=cfg.eval_batch_size, precision=cfg.precision)
+
+    def predict(items, conf) -> None:
+        predict_examples(bridge, task.template, items, task.label_strings, conf, progress=False)
+
+    predict(examples[: cfg.eval_batch_size], config)  # warm-up
+    scoring = _rate(lambda: predict(examples, config), len(examples), device)
     out: dict[str, Any] = {"label_scoring_examples_per_s": round(scoring, 2)}
     if cfg.naive:
-        prompts = [task.render(ex) for ex in examples]
-        start = time.perf_counter()
-        with autocast(device, cfg.precision):
-            for i in range(0, len(prompts), cfg.eval_batch_size):
-                naive_label_scores(bridge, prompts[i : i + cfg.eval_batch_size], task.label_strings)
-        _sync(device)
-        naive_rate = len(prompts) / (time.perf_counter() - start)
+        prompts, size = data.prompts[: len(examples)], cfg.eval_batch_size
+
+        def naive() -> None:
+            with autocast(device, cfg.precision):
+                for i in range(0, len(prompts), size):
+                    naive_label_scores(bridge, prompts[i : i + size], task.label_strings)
+
+        naive_rate = _rate(naive, len(prompts), device)
         out["naive_label_scoring_examples_per_s"] = round(naive_rate, 2)
         out["label_scoring_speedup"] = round(scoring / naive_rate, 2)
     gen = examples[: cfg.generate_examples]
     gen_config = EvalConfig(mode="generate", batch_size=cfg.eval_batch_size, precision=cfg.precision)
-    start = time.perf_counter()
-    predict_examples(bridge, task, gen, task.label_strings, gen_config, progress=False)
-    _sync(device)
-    out["generation_examples_per_s"] = round(len(gen) / (time.perf_counter() - start), 2)
+    out["generation_examples_per_s"] = round(_rate(lambda: predict(gen, gen_config), len(gen), device), 2)
     return out
 
 
+def _peak(device: torch.device, precision: str) -> tuple[float | None, str]:
+    """The MFU denominator and where it comes from."""
+    if device.type == "cuda":
+        return gpu_peak(torch.cuda.get_device_name(device)), "published dense bf16 peak"
+    resolved = compute_precision(precision, device)
+    return cpu_matmul_peak(TORCH_DTYPES[resolved]), f"measured {resolved} matmul peak of this CPU"
+
+
+def _shape_bridge(
+    shape: str, cfg: BenchConfig, device: torch.device, builtin: BaseModels | None
+) -> tuple[Bridge, BaseModels]:
+    """The bridge of one model shape (built-in pair, or random paper-scale shapes)."""
+    config = BridgeConfig(encoder="e5-small", llm="smollm2-135m", fusion=cfg.fusion)
+    if shape == "builtin":
+        base = builtin or load_base_models(config, device)
+        builtin = base
+    elif shape == "paper":
+        from layerbridge.bench.shapes import paper_scale_base
+
+        tokenizers = builtin or load_base_models(config, "cpu")
+        base = paper_scale_base(
+            tokenizers.encoder_tokenizer,
+            tokenizers.llm_tokenizer,
+            weights_dtype(config.dtype, device),
+            device,
+        )
+        config = config.replace(encoder="mt5-large-shaped (random)", llm="llama-3.2-1b-shaped (random)")
+    else:
+        raise ValueError(f"unknown shape {shape!r}; choose builtin or paper")
+    torch.manual_seed(cfg.seed)
+    bridge = build_bridge(config, device=device, base=base)
+    if cfg.compile:
+        compile_llm(bridge.llm)  # compiled during the warm-up steps
+    return bridge, builtin
+
+
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every (shape, batch size) training case and each shape's evaluation case."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     task = get_task(TaskConfig(name="xnli", data_dir=cfg.data_dir))
     examples = task.load("train", limit=cfg.pool, seed=cfg.seed).examples
-    peak = None
-    if device.type == "cuda":
-        peak = flops.gpu_peak(torch.cuda.get_device_name(device))
-        peak_source = "published dense bf16 peak"
-    else:
-        peak = cpu_matmul_peak(torch.float32 if cfg.precision in ("auto", "fp32") else torch.bfloat16)
-        peak_source = "measured matmul peak of this CPU"
+    peak, peak_source = _peak(device, cfg.precision)
     report: dict[str, Any] = {
         "device": describe_device(device),
         "precision": cfg.precision,
+        "compute_precision": compute_precision(cfg.precision, device),
         "compiled": cfg.compile,
         "peak_flops": peak,
         "peak_source": peak_source,
         "config": cfg.__dict__,
         "cases": [],
     }
-    builtin_base = None
+    builtin = None
     for shape in cfg.shapes:
-        if shape == "builtin":
-            bridge_config = BridgeConfig(encoder="e5-small", llm="smollm2-135m", fusion=cfg.fusion)
-            builtin_base = load_base_models(bridge_config, device)
-            base = builtin_base
-        elif shape == "paper":
-            from layerbridge.bench.shapes import paper_scale_base
-
-            bridge_config = BridgeConfig(encoder="e5-small", llm="smollm2-135m", fusion=cfg.fusion)
-            tokenizers = builtin_base or load_base_models(bridge_config, "cpu")
-            base = paper_scale_base(
-                tokenizers.encoder_tokenizer,
-                tokenizers.llm_tokenizer,
-                resolve_dtype(bridge_config.dtype, device),
-                device,
-            )
-            bridge_config = bridge_config.replace(
-                encoder="mt5-large-shaped (random)", llm="llama-3.2-1b-shaped (random)"
-            )
-        else:
-            raise ValueError(f"unknown shape {shape!r}; choose builtin or paper")
-        torch.manual_seed(cfg.seed)
-        bridge = build_bridge(bridge_config, device=device, base=base)
-        if cfg.compile:
-            compile_llm(bridge.llm)  # compiled during the warm-up steps
-        data = {
-            "examples": examples,
-            "prompts": [task.render(ex) for ex in examples],
-            "label_strings": [task.label_strings[ex.label] for ex in examples],
-            "labels": [ex.label for ex in examples],
-            "ids": encode_examples(task, examples, bridge.encoder_tokenizer, bridge.config.max_length),
-            "targets": [bridge.target_token_ids(s) for s in task.label_strings],
-        }
+        bridge, builtin = _shape_bridge(shape, cfg, device, builtin)
+        data = BenchData(
+            examples=examples,
+            encoded=EncodedExamples.build(task.template, examples, task.label_strings, bridge),
+            prompts=[task.render(ex) for ex in examples],
+            label_strings=[task.label_strings[ex.label] for ex in examples],
+        )
         case: dict[str, Any] = {
             "shape": shape,
-            "encoder": bridge_config.encoder,
-            "llm": bridge_config.llm,
+            "encoder": bridge.config.encoder,
+            "llm": bridge.config.llm,
             "fusion": cfg.fusion,
             "parameters": bridge.parameter_counts(),
             "train": [],
@@ -271,48 +268,5 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         log(f"{shape}: evaluation")
         case["eval"] = _eval_case(bridge, task, data, cfg)
         report["cases"].append(case)
-        del bridge, base
+        del bridge
     return report
-
-
-def markdown(report: dict[str, Any]) -> str:
-    dev = report["device"]
-    lines = [
-        f"**{dev['name']}** ({dev['type']}, {dev['torch_threads']} threads), torch {dev['torch']}, "
-        f"transformers {dev['transformers']}, precision `{report['precision']}`, "
-        f"{'torch.compile' if report.get('compiled') else 'eager'}; MFU peak: "
-        f"{report['peak_flops'] / 1e12:.2f} TFLOP/s ({report['peak_source']}).",
-        "",
-        "| shape | batch | ours ms/step | ours ex/s | ours tok/s | ours MFU | naive ms/step | naive ex/s "
-        "| speed-up | peak mem ours / naive (GiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for case in report["cases"]:
-        for t in case["train"]:
-            o, n = t["optimised"], t.get("naive")
-            mfu = f"{100 * o['mfu']:.1f}%" if o["mfu"] is not None else "–"
-            naive_cols = (
-                (
-                    f"{n['step_ms']:.0f} | {n['examples_per_s']:.1f} | **{t['speedup']:.2f}x** | "
-                    f"{o['peak_memory_gib']:.2f} / {n['peak_memory_gib']:.2f}"
-                )
-                if n
-                else "– | – | – | –"
-            )
-            lines.append(
-                f"| {case['shape']} | {t['batch']} | {o['step_ms']:.0f} | {o['examples_per_s']:.1f} | "
-                f"{o['tokens_per_s']:.0f} | {mfu} | {naive_cols} |"
-            )
-    lines += [
-        "",
-        "| shape | label scoring ex/s (ours) | naive ex/s | speed-up | generation ex/s |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for case in report["cases"]:
-        e = case["eval"]
-        lines.append(
-            f"| {case['shape']} | {e['label_scoring_examples_per_s']:.1f} | "
-            f"{e.get('naive_label_scoring_examples_per_s', '–')} | {e.get('label_scoring_speedup', '–')}x | "
-            f"{e['generation_examples_per_s']:.1f} |"
-        )
-    return "\n".join(lines) + "\n"

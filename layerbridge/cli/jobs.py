@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table  # the task list only
 
 from layerbridge.config import EvalConfig, RunConfig, TaskConfig
 from layerbridge.errors import ConfigError, DataError
@@ -29,58 +29,9 @@ def _run_config(config: Path | None, sets: list[str] | None, shortcuts: dict[str
     return RunConfig.load(config, overrides + list(sets or []))
 
 
-def _results_table(results: dict[str, Any]) -> Table:
-    table = Table(title=f"{results['task']} — {results['split']} ({results['config']['mode']})")
-    for column in ("language", "n", "accuracy %", "95% CI", "macro-F1 %"):
-        table.add_column(column, justify="right" if column != "language" else "left")
-    for lang, r in results["languages"].items():
-        table.add_row(
-            lang + (" (low)" if r["low_resource"] else ""),
-            str(r["n"]),
-            f"{100 * r['accuracy']:.1f}",
-            f"[{100 * r['accuracy_ci'][0]:.1f}, {100 * r['accuracy_ci'][1]:.1f}]",
-            f"{100 * r['macro_f1']:.1f}",
-        )
-    for name, avg in results["averages"].items():
-        if avg["languages"]:
-            lo, hi = avg["accuracy_ci"]
-            table.add_row(
-                f"avg ({name})",
-                "",
-                f"{100 * avg['accuracy']:.1f}",
-                f"[{100 * lo:.1f}, {100 * hi:.1f}]",
-                f"{100 * avg['macro_f1']:.1f}",
-            )
-    return table
-
-
-def _comparison_table(summary: dict[str, Any]) -> Table:
-    fusions, baseline = summary["fusions"], summary["baseline"]
-    table = Table(title="accuracy % (mean ± std over seeds)")
-    table.add_column("language")
-    for fusion in fusions:
-        table.add_column(fusion, justify="right")
-    others = [f for f in fusions if f in summary["significance"]]
-    for fusion in others:
-        table.add_column(f"Δ {fusion} vs {baseline} (p)", justify="right")
-
-    def cell(stats: dict) -> str:
-        return f"{100 * stats['accuracy_mean']:.1f} ± {100 * stats['accuracy_std']:.1f}"
-
-    for lang in summary["languages"]:
-        row = [lang + (" (low)" if lang in summary["low_resource"] else "")]
-        row += [cell(summary["table"][f]["languages"][lang]) for f in fusions]
-        for f in others:
-            sig = summary["significance"][f][lang]["bootstrap"]
-            row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
-        table.add_row(*row)
-    for name in summary["table"][fusions[0]]["averages"]:
-        row = [f"avg ({name})"] + [cell(summary["table"][f]["averages"][name]) for f in fusions]
-        for f in others:
-            sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
-            row.append(f"{100 * sig['delta']:+.1f} (p={sig['p_value']:.2f})")
-        table.add_row(*row)
-    return table
+def _print(markdown: str) -> None:
+    """Print a rendered Markdown report (layerbridge.report) as it is written to disk."""
+    out.print(markdown, markup=False, highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- train
@@ -114,35 +65,20 @@ def train_cmd(
     """
     from layerbridge.training import train
 
-    run = _run_config(
-        config,
-        sets,
-        {
-            "task.name": task or ("custom" if task_spec else None),
-            "task.spec": str(task_spec) if task_spec else None,
-            "task.data_dir": str(data_dir) if data_dir else None,
-            "bridge.encoder": encoder,
-            "bridge.llm": llm,
-            "bridge.fusion": fusion,
-            "train.output_dir": str(output_dir) if output_dir else None,
-            "train.seed": seed,
-            "train.max_steps": max_steps,
-            "train.lr": lr,
-            "train.batch_size": batch_size,
-        },
-    )
-    if run.bridge.trust_remote_code and not trust_remote_code:
-        raise ConfigError(
-            "the config sets bridge.trust_remote_code; pass --trust-remote-code to allow custom model code"
-        )
-    if trust_remote_code:
-        run = run.replace(bridge=run.bridge.replace(trust_remote_code=True))
-    if resume and output_dir is None and config is not None and config.name == "config.yaml":
-        # `train -c RUN/config.yaml --resume` continues RUN where it is now (it may have moved)
-        from layerbridge.training.recipe import is_run_dir
-
-        if is_run_dir(config.parent):
-            run = run.replace(train=run.train.replace(output_dir=str(config.parent)))
+    shortcuts = {
+        "task.name": task or ("custom" if task_spec else None),
+        "task.spec": str(task_spec) if task_spec else None,
+        "task.data_dir": str(data_dir) if data_dir else None,
+        "bridge.encoder": encoder,
+        "bridge.llm": llm,
+        "bridge.fusion": fusion,
+        "train.output_dir": str(output_dir) if output_dir else None,
+        "train.seed": seed,
+        "train.max_steps": max_steps,
+        "train.lr": lr,
+        "train.batch_size": batch_size,
+    }
+    run = _train_run_config(config, sets, shortcuts, resume and output_dir is None, trust_remote_code)
     result = train(run, resume=resume, overwrite=overwrite)
     s = result.summary
     best = "n/a" if s["best_dev_accuracy"] is None else f"{100 * s['best_dev_accuracy']:.1f}%"
@@ -152,12 +88,32 @@ def train_cmd(
     console.print(f"  best bridge: {result.best_dir}   log: {result.output_dir / 'log.jsonl'}")
     if evaluate_test:
         from layerbridge.evaluation import evaluate
+        from layerbridge.report.evaluation import results_markdown
         from layerbridge.tasks import get_task
 
         results = evaluate(
             result.bridge, get_task(run.task), EvalConfig(), out_dir=result.output_dir / "eval"
         )
-        out.print(_results_table(results))
+        _print(results_markdown(results))
+
+
+def _train_run_config(
+    config: Path | None, sets: list[str] | None, shortcuts: dict[str, Any], resume_here: bool, trust: bool
+) -> RunConfig:
+    """The run config of ``train``: file, shortcut options, ``--set``; remote code only by flag."""
+    from layerbridge.training.outputs import is_run_dir
+
+    run = _run_config(config, sets, shortcuts)
+    if run.bridge.trust_remote_code and not trust:
+        raise ConfigError(
+            "the config sets bridge.trust_remote_code; pass --trust-remote-code to allow custom model code"
+        )
+    if trust:
+        run = run.replace(bridge=run.bridge.replace(trust_remote_code=True))
+    if resume_here and config is not None and config.name == "config.yaml" and is_run_dir(config.parent):
+        # `train -c RUN/config.yaml --resume` continues RUN where it is now (it may have moved)
+        run = run.replace(train=run.train.replace(output_dir=str(config.parent)))
+    return run
 
 
 # --------------------------------------------------------------------------- eval
@@ -188,26 +144,19 @@ def eval_cmd(
     from layerbridge import api
     from layerbridge.checkpoint import read_bridge_meta
     from layerbridge.languages import read_language_list
+    from layerbridge.report.evaluation import results_markdown
+    from layerbridge.tasks import Task
 
     saved = read_bridge_meta(bridge).get("extra", {}).get("task")
-    use_saved = saved is not None and task is None and task_spec is None
-    if task_spec:
-        name, spec = "custom", str(task_spec)
-    elif task:
-        name, spec = task, None
-    elif saved:
-        name, spec = saved.get("kind", saved["name"]), saved.get("spec")
+    where = {"data_dir": str(data_dir) if data_dir else None, "source": source}
+    if task_spec or task:
+        task_config = TaskConfig(
+            name="custom" if task_spec else task, spec=task_spec and str(task_spec), **where
+        )
+    elif saved:  # a bridge is evaluated with the prompt and label strings it was trained with
+        task_config = Task.config_from_description(saved, **where)
     else:
         raise ConfigError("the bridge does not record its task; pass --task")
-    task_config = TaskConfig(
-        name=name,
-        spec=spec,
-        data_dir=str(data_dir) if data_dir else None,
-        source=source,
-        # a bridge is evaluated with the prompt and label strings it was trained with
-        labels=list(saved["labels"].values()) if use_saved else None,
-        template=saved["template"] if use_saved else None,
-    )
     config = EvalConfig(
         split=split,
         languages=_csv(languages),
@@ -221,7 +170,7 @@ def eval_cmd(
     results = api.evaluate(
         bridge, task_config, config, out_dir=target, device=device, trust_remote_code=trust_remote_code
     )
-    out.print(_results_table(results))
+    _print(results_markdown(results))
     console.print(
         f"artefacts: {target} (results.json, results.csv, results.md, layer_weights.png, accuracy.png)"
     )
@@ -333,13 +282,17 @@ def compare_cmd(
     languages: str = typer.Option(None, help="test languages (default: all of the task)"),
     limit: int = typer.Option(None, help="test examples per language"),
     out_dir: Path = typer.Option(Path("runs/compare"), "--out", help="output folder"),
+    lr_grid: str = typer.Option(
+        None, help="learning rates, e.g. 3e-4,1e-3,3e-3: each fusion gets the best on English dev"
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="retrain runs that already finished"),
 ) -> None:
     """Train and test several fusions (x seeds) on one task; print one comparison table."""
     from layerbridge.experiments.compare import run_comparison
+    from layerbridge.modeling.fusion import FUSIONS
+    from layerbridge.report.comparison import comparison_markdown
 
     run = _run_config(config, sets, {"task.name": task})
-    from layerbridge.modeling.fusion import FUSIONS
 
     try:
         seed_list = [int(s) for s in _csv(seeds) or []]
@@ -352,16 +305,23 @@ def compare_cmd(
         FUSIONS.get(name)  # every name is checked before anything trains
     if len(set(fusion_list)) != len(fusion_list) or len(set(seed_list)) != len(seed_list):
         raise ConfigError("--fusions and --seeds must not repeat a value")
+    try:
+        grid = [float(v) for v in _csv(lr_grid) or []]
+    except ValueError:
+        raise ConfigError(f"--lr-grid must be comma-separated numbers, got {lr_grid!r}") from None
+    if any(v <= 0 for v in grid):
+        raise ConfigError(f"--lr-grid values must be positive, got {lr_grid!r}")
     summary = run_comparison(
         run,
         fusion_list,
         seed_list,
         out_dir,
         EvalConfig(languages=_csv(languages), limit=limit),
+        lr_grid=grid,
         reuse=not overwrite,
         log=console.log,
     )
-    out.print(_comparison_table(summary))
+    _print(comparison_markdown(summary))
     console.print(f"tables: {out_dir / 'comparison.md'}  per-run plots: {out_dir}/<fusion>/seed-<s>/eval/")
 
 
@@ -373,6 +333,7 @@ def quickstart_cmd(
 ) -> None:
     """Train a Transformer-Softmax bridge and a last-layer baseline on English news; test on en + si."""
     from layerbridge.experiments.quickstart import run_quickstart
+    from layerbridge.report.comparison import comparison_markdown
 
     start = time.perf_counter()
     console.print(
@@ -382,7 +343,7 @@ def quickstart_cmd(
     summary = run_quickstart(
         out_dir, data_dir=str(data_dir) if data_dir else None, log=console.log, **overrides
     )
-    out.print(_comparison_table(summary))
+    _print(comparison_markdown(summary))
     chance = 100 / 5
     console.print(f"chance level: {chance:.0f}%   wall time: {(time.perf_counter() - start) / 60:.1f} min")
     for fusion in summary["fusions"]:
@@ -403,6 +364,7 @@ def study_cmd(
 ) -> None:
     """Reproduce the paper's comparison (last vs global-softmax vs transformer-softmax) on 3 tasks."""
     from layerbridge.experiments.study import run_study
+    from layerbridge.report.comparison import comparison_markdown
 
     budget = "quick" if quick else "cpu"
     out_dir = out_dir or Path("runs/study-quick" if quick else "runs/study")
@@ -418,8 +380,7 @@ def study_cmd(
         command=command,
     )
     for task, summary in result["summaries"].items():
-        out.print(f"[bold]{task}[/bold]")
-        out.print(_comparison_table(summary))
+        _print(f"## {task}\n\n" + comparison_markdown(summary))
     console.print(f"tables and plots: {export_dir / 'README.md'}")
 
 
@@ -442,8 +403,9 @@ def bench_cmd(
     out: Path = typer.Option(None, "--out", help="write the JSON report here (and a .md beside it)"),
 ) -> None:
     """Measure training and evaluation throughput, ours vs the naive design, in one process."""
-    from layerbridge.bench.run import BenchConfig, markdown, run_benchmark
+    from layerbridge.bench.run import BenchConfig, run_benchmark
     from layerbridge.io import write_json
+    from layerbridge.report.bench import bench_markdown
 
     config = BenchConfig(
         shapes=_csv(shapes) or ["builtin"],
@@ -460,9 +422,8 @@ def bench_cmd(
     )
     report = run_benchmark(config, log=console.log)
     report["command"] = "layerbridge " + " ".join(sys.argv[1:])
-    table = markdown(report)
-    out_console = Console()
-    out_console.print(table, markup=False)
+    table = bench_markdown(report)
+    _print(table)
     if out is not None:
         write_json(out, report)
         out.with_suffix(".md").write_text(table, encoding="utf-8")
@@ -488,9 +449,9 @@ def probe_cmd(
 ) -> None:
     """Layer-wise cross-lingual alignment: retrieval of each sentence's English translation per layer."""
     from layerbridge.evaluation.alignment import ProbeModel, alignment_probe
-    from layerbridge.evaluation.report import write_alignment_report
     from layerbridge.io import ensure_writable
     from layerbridge.languages import coverage_for
+    from layerbridge.report.alignment import write_alignment_report
     from layerbridge.tasks import get_task
 
     if limit is not None and limit < 2:

@@ -7,10 +7,6 @@ text field until the whole prompt fits ``max_length`` tokens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from layerbridge.data.types import Example
-
 
 def encode_prompt(template: str, fields: dict[str, str], tokenizer, max_length: int) -> list[int]:
     """Token ids (with the tokenizer's special tokens) of the filled template, at most ``max_length``."""
@@ -29,8 +25,3 @@ def encode_prompt(template: str, fields: dict[str, str], tokenizer, max_length: 
         fields[longest] = text[: max(keep_chars, 0)].rstrip()
         ids = tokenizer(template.format_map(fields), add_special_tokens=True)["input_ids"]
     return ids[:max_length]  # pathological templates: fall back to hard truncation
-
-
-def encode_examples(task, examples: Sequence[Example], tokenizer, max_length: int) -> list[list[int]]:
-    """Encoder ids for many examples of ``task`` (its template), each fitted to ``max_length``."""
-    return [encode_prompt(task.template, ex.fields, tokenizer, max_length) for ex in examples]

@@ -14,9 +14,9 @@ from layerbridge.data.types import TaskData
 from layerbridge.errors import DataError
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.predict import Predictions, predict_examples
-from layerbridge.evaluation.report import write_report
 from layerbridge.languages import coverage_for, is_covered, language_groups, language_info
 from layerbridge.modeling.bridge import Bridge
+from layerbridge.report.evaluation import write_report
 from layerbridge.tasks.base import Task
 
 
@@ -76,46 +76,67 @@ def evaluate(
     coverage = coverage_for(bridge.config.encoder, config.covered_languages)
     train_keys = _train_text_keys(task) if config.split == "test" else set()
     start = time.perf_counter()
-    per_language: dict[str, dict] = {}
-    predictions: dict[str, dict] = {}
-    pairs: dict[str, tuple] = {}
-    n_total = 0
+    per_language, predictions, pairs = {}, {}, {}
     outer = tqdm(
         languages, desc=f"{task.name} languages", unit="lang", disable=not progress or len(languages) < 2
     )
     for lang in outer:
         outer.set_postfix_str(lang)
         data = task.load(config.split, lang, limit=config.limit, seed=config.seed)
+        desc = f"{task.name}/{lang}"
         preds = predict_examples(
-            bridge,
-            task,
-            data.examples,
-            task.label_strings,
-            config,
-            desc=f"{task.name}/{lang}",
-            progress=progress,
+            bridge, task.template, data.examples, task.label_strings, config, desc=desc, progress=progress
         )
         result = language_metrics(data, preds, task.num_classes, config)
-        result["low_resource"] = lang in task.low_resource
-        result["script"] = language_info(lang).script
-        result["covered"] = is_covered(lang, coverage)
+        result |= _language_info(task, lang, coverage)
         result["overlap_with_train"] = sum(ex.text_key() in train_keys for ex in data.examples)
         if result["overlap_with_train"]:
-            data.report.warn(
-                f"{task.name}/{lang}: {result['overlap_with_train']} test text(s) also occur in train"
-            )
+            data.report.warn(f"{desc}: {result['overlap_with_train']} test text(s) also occur in train")
         per_language[lang] = result
-        gold = np.asarray(data.labels)
-        pairs[lang] = (gold, preds.pred)
-        predictions[lang] = {
-            "uid": [ex.uid for ex in data.examples],
-            "gold": gold.tolist(),
-            "pred": preds.pred.tolist(),
-            **({"text": preds.texts} if preds.texts is not None else {}),
-        }
-        n_total += len(data)
-    seconds = time.perf_counter() - start
-    results = {
+        pairs[lang] = (np.asarray(data.labels), preds.pred)
+        predictions[lang] = _prediction_record(data, preds)
+    timing = {"seconds": time.perf_counter() - start, "examples": sum(r["n"] for r in per_language.values())}
+    averages = {
+        name: average_metrics(per_language, pairs, group, config)
+        for name, group in language_groups(languages, coverage, task.low_resource).items()
+    }
+    results = _results_record(bridge, task, config, per_language, averages, coverage, timing, bridge_info)
+    if out_dir is not None:
+        write_report(results, predictions, Path(out_dir))
+    return results
+
+
+def _language_info(task: Task, lang: str, coverage) -> dict[str, Any]:
+    return {
+        "low_resource": lang in task.low_resource,
+        "script": language_info(lang).script,
+        "covered": is_covered(lang, coverage),
+    }
+
+
+def _prediction_record(data: TaskData, preds: Predictions) -> dict[str, Any]:
+    """Per-example uid / gold / prediction (and generated text) of one language."""
+    return {
+        "uid": [ex.uid for ex in data.examples],
+        "gold": list(data.labels),
+        "pred": preds.pred.tolist(),
+        **({"text": preds.texts} if preds.texts is not None else {}),
+    }
+
+
+def _results_record(
+    bridge: Bridge,
+    task: Task,
+    config: EvalConfig,
+    per_language: dict[str, dict],
+    averages: dict[str, dict],
+    coverage,
+    timing: dict[str, float],
+    bridge_info: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``results.json`` record of one evaluation."""
+    seconds, n_total = timing["seconds"], timing["examples"]
+    return {
         "task": task.name,
         "split": config.split,
         "config": config.to_dict(),
@@ -133,19 +154,13 @@ def evaluate(
         "coverage": "unknown"
         if coverage is None
         else ("user list" if config.covered_languages else "XLM-R / CC-100 (100 languages)"),
-        "averages": {
-            name: average_metrics(per_language, pairs, group, config)
-            for name, group in language_groups(languages, coverage, task.low_resource).items()
-        },
+        "averages": averages,
         "timing": {
             "seconds": round(seconds, 2),
             "examples": n_total,
             "examples_per_second": round(n_total / max(seconds, 1e-9), 2),
         },
     }
-    if out_dir is not None:
-        write_report(results, predictions, Path(out_dir))
-    return results
 
 
 def _train_text_keys(task: Task) -> set[str]:

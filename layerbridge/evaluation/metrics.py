@@ -132,12 +132,18 @@ def paired_bootstrap(
 
 
 def mcnemar(gold: Array, pred_a: Array, pred_b: Array) -> dict[str, float]:
+    """Exact McNemar test of two classifiers' predictions on the same gold labels."""
+    gold = np.asarray(gold)
+    return mcnemar_correct(np.asarray(pred_a) == gold, np.asarray(pred_b) == gold)
+
+
+def mcnemar_correct(right_a: Array, right_b: Array) -> dict[str, float]:
     """Exact McNemar test on the discordant pairs (A right & B wrong vs A wrong & B right).
 
+    ``right_a`` / ``right_b``: per-item correctness of A and B on the same items.
     p = two-sided binomial test of b successes out of b + c at 1/2.
     """
-    gold = np.asarray(gold)
-    right_a, right_b = np.asarray(pred_a) == gold, np.asarray(pred_b) == gold
+    right_a, right_b = np.asarray(right_a, dtype=bool), np.asarray(right_b, dtype=bool)
     b = int(np.sum(right_a & ~right_b))
     c = int(np.sum(~right_a & right_b))
     n = b + c

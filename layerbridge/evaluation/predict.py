@@ -10,9 +10,10 @@ import torch
 from tqdm.auto import tqdm
 
 from layerbridge.config import EvalConfig
-from layerbridge.data.batching import pad_batch, sorted_batches
-from layerbridge.data.prompts import encode_examples
+from layerbridge.data.batching import sorted_batches
+from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.data.types import Example
+from layerbridge.errors import DataError
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.runtime import autocast
 
@@ -24,6 +25,7 @@ class Predictions:
     texts: list[str] | None  # [N] generated strings (generate mode)
     layer_weight_sum: np.ndarray  # [L] fusion weights summed over all real tokens
     token_count: int  # number of real tokens summed over
+    greedy: np.ndarray | None = None  # [N, K] label k is the greedy continuation (score mode)
 
     @property
     def mean_layer_weights(self) -> np.ndarray:
@@ -53,46 +55,118 @@ def match_label(text: str, label_strings: Sequence[str]) -> int:
 
 def predict_examples(
     bridge: Bridge,
-    template_task,
+    template: str,
     examples: Sequence[Example],
     label_strings: Sequence[str],
     config: EvalConfig | None = None,
     desc: str | None = None,
     progress: bool = True,
+    max_new_tokens: int | None = None,
 ) -> Predictions:
-    """Predict a class for every example (in input order)."""
+    """Predict a class for every example (in input order), through the one data path.
+
+    Score mode: sum (or mean) of log p(label tokens + EOS | soft prompt) per label, argmax.
+    Generate mode: greedy generation (``max_new_tokens``, default the longest label + 2),
+    exact match against the label strings (-1 if none matches).
+    """
+    encoded = EncodedExamples.build(template, examples, label_strings, bridge)
+    return predict_encoded(bridge, encoded, label_strings, config, desc, progress, max_new_tokens)
+
+
+def predict_encoded(
+    bridge: Bridge,
+    encoded: EncodedExamples,
+    label_strings: Sequence[str],
+    config: EvalConfig | None = None,
+    desc: str | None = None,
+    progress: bool = True,
+    max_new_tokens: int | None = None,
+) -> Predictions:
+    """:func:`predict_examples` on already encoded examples; ``encoded.target_ids`` are the
+    candidates (one per label string)."""
     config = config or EvalConfig()
     bridge.eval()
-    ids = encode_examples(template_task, examples, bridge.encoder_tokenizer, bridge.config.max_length)
-    candidates = [bridge.target_token_ids(label) for label in label_strings]
-    n, k = len(examples), len(label_strings)
+    n, k = len(encoded), len(encoded.target_ids)
     scores = np.zeros((n, k), dtype=np.float64) if config.mode == "score" else None
+    greedy = np.zeros((n, k), dtype=bool) if config.mode == "score" else None
     texts: list[str] | None = [""] * n if config.mode == "generate" else None
     pred = np.full(n, -1, dtype=np.int64)
-    weight_sum = np.zeros(bridge.encoder.num_layers)
-    tokens = 0
-    max_new = max(len(c) for c in candidates) + 2
-    batches = sorted_batches([len(x) for x in ids], config.batch_size)
+    weight_sum, tokens = np.zeros(bridge.encoder.num_layers), 0
+    max_new = max_new_tokens or max(len(c) for c in encoded.target_ids) + 2
+    collate = Collator(encoded, targets=False)
     bar = tqdm(total=n, desc=desc, unit="ex", disable=not progress, leave=False)
     with torch.no_grad(), autocast(bridge.device, config.precision):
-        for batch in batches:
-            input_ids, mask = pad_batch([ids[i] for i in batch], bridge.encoder_pad_id)
-            input_ids, mask = input_ids.to(bridge.device), mask.to(bridge.device)
+        for batch in sorted_batches(encoded.lengths(), config.batch_size):
+            inputs = {key: t.to(bridge.device) for key, t in collate(batch).items()}
             if config.mode == "score":
-                out = bridge.score_candidates(input_ids, mask, candidates)
+                out = bridge.score_candidates(**inputs, candidates=encoded.target_ids)
                 values = (out.total if config.score == "sum" else out.mean).float().cpu().numpy()
-                scores[batch] = values  # type: ignore[index]
-                pred[batch] = values.argmax(1)
+                scores[batch], pred[batch] = values, values.argmax(1)  # type: ignore[index]
+                greedy[batch] = out.greedy.cpu().numpy()  # type: ignore[index]
                 weights = out.layer_weights
             else:
-                generated = bridge.generate_ids(input_ids, mask, max_new_tokens=max_new)
+                generated = bridge.generate_ids(**inputs, max_new_tokens=max_new)
                 for row, token_ids in zip(batch, generated, strict=True):
-                    text = bridge.llm_tokenizer.decode(token_ids, skip_special_tokens=True).strip()
-                    texts[row] = text  # type: ignore[index]
-                    pred[row] = match_label(text, label_strings)
-                weights = bridge.layer_weights(input_ids, mask)
+                    texts[row] = _decode(bridge, token_ids)  # type: ignore[index]
+                    pred[row] = match_label(texts[row], label_strings)  # type: ignore[index]
+                weights = bridge.layer_weights(**inputs)
             weight_sum += weights.float().sum((0, 1)).cpu().numpy()
-            tokens += int(mask.sum())
+            tokens += int(inputs["attention_mask"].sum())
             bar.update(len(batch))
     bar.close()
-    return Predictions(pred, scores, texts, weight_sum, tokens)
+    return Predictions(pred, scores, texts, weight_sum, tokens, greedy)
+
+
+def _decode(bridge: Bridge, token_ids: list[int]) -> str:
+    return bridge.llm_tokenizer.decode(token_ids, skip_special_tokens=True).strip()
+
+
+# ---------------------------------------------------------------------- plain-text prompts
+#: a prompt given as finished text is a one-field template; long texts are shortened from
+#: the end by the same template-aware encoding as task prompts
+TEXT_TEMPLATE = "{text}"
+
+
+def text_examples(prompts: Sequence[str]) -> list[Example]:
+    """Finished prompts as one-field examples of :data:`TEXT_TEMPLATE` (empty ones refused)."""
+    for i, text in enumerate(prompts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"input text #{i} is empty")
+    return [Example({"text": text}, 0, f"text/{i}") for i, text in enumerate(prompts)]
+
+
+def encode_texts(bridge: Bridge, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Finished prompts -> encoder ids, mask [B, T] (right-padded) on the bridge's device."""
+    encoded = EncodedExamples.build(TEXT_TEMPLATE, text_examples(prompts), (), bridge)
+    batch = Collator(encoded, targets=False)(range(len(prompts)))
+    return batch["input_ids"].to(bridge.device), batch["attention_mask"].to(bridge.device)
+
+
+def score_texts(
+    bridge: Bridge,
+    prompts: Sequence[str],
+    labels: Sequence[str],
+    batch_size: int = 32,
+    score: str = "sum",
+    precision: str = "auto",
+) -> np.ndarray:
+    """[N, K] log-probability of every label string (+ EOS) after every finished prompt."""
+    config = EvalConfig(batch_size=batch_size, score=score, precision=precision)
+    preds = predict_examples(bridge, TEXT_TEMPLATE, text_examples(prompts), labels, config, progress=False)
+    return preds.scores  # type: ignore[return-value]
+
+
+def generate_texts(
+    bridge: Bridge,
+    prompts: Sequence[str],
+    max_new_tokens: int = 16,
+    batch_size: int = 32,
+    precision: str = "auto",
+) -> list[str]:
+    """Greedy generation of free text after every finished prompt."""
+    config = EvalConfig(mode="generate", batch_size=batch_size, precision=precision)
+    examples = text_examples(prompts)
+    preds = predict_examples(
+        bridge, TEXT_TEMPLATE, examples, (), config, progress=False, max_new_tokens=max_new_tokens
+    )
+    return preds.texts  # type: ignore[return-value]

@@ -23,9 +23,8 @@ import numpy as np
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.evaluate import evaluate
-from layerbridge.evaluation.report import plot_gain_vs_baseline, plot_sorted_accuracy
-from layerbridge.io import atomic_file, write_json
 from layerbridge.modeling.builders import load_base_models
+from layerbridge.report.comparison import write_comparison
 from layerbridge.tasks import get_task
 from layerbridge.training import train
 from layerbridge.training.state import checkpoint_dirs
@@ -44,54 +43,125 @@ def run_comparison(
     out_dir: str | Path,
     eval_config: EvalConfig | None = None,
     *,
+    lr_grid: Sequence[float] = (),
     reuse: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train every (fusion, seed), evaluate each once on the test split, and summarise."""
+    """Train every (fusion, seed), evaluate each once on the test split, and summarise.
+
+    With ``lr_grid``, each fusion first gets its own learning rate: the grid value with the
+    best English dev accuracy for the first seed (:func:`select_learning_rates`).
+    """
     out_dir = Path(out_dir)
     eval_config = eval_config or EvalConfig()
     task = get_task(config.task)
-    base = None
+    base = load_base_models(config.bridge) if lr_grid else None
+    selection = select_learning_rates(config, fusions, lr_grid, seeds[0], out_dir, base, progress, log)
     runs: dict[str, dict[int, dict]] = {}
     for fusion in fusions:
+        run_config = config.replace(train=config.train.replace(lr=selection[fusion]["lr"]))
         for seed in seeds:
             folder = run_dir(out_dir, fusion, seed)
-            results_file = folder / "eval" / "results.json"
-            if reuse and results_file.is_file():
-                log(f"{fusion} seed {seed}: reusing {results_file}")
-                runs.setdefault(fusion, {})[seed] = _load_run(folder)
-                continue
-            base = base or load_base_models(config.bridge)
-            options = config.bridge.fusion_options if fusion == config.bridge.fusion else {}
-            run_config = replace(
-                config,
-                bridge=replace(config.bridge, fusion=fusion, fusion_options=options),
-                train=replace(config.train, seed=seed, output_dir=str(folder)),
-            )
-            resume = reuse and bool(checkpoint_dirs(folder))
-            log(f"{fusion} seed {seed}: training -> {folder}" + (" (resuming)" if resume else ""))
-            result = train(run_config, resume=resume, overwrite=not resume, base=base, progress=progress)
-            log(f"{fusion} seed {seed}: best dev accuracy {result.summary['best_dev_accuracy']:.3f}; testing")
-            evaluate(
-                result.bridge,
-                task,
-                eval_config,
-                out_dir=folder / "eval",
-                bridge_info={"path": str(result.best_dir), "seed": seed},
-                progress=progress,
-            )
+            if reuse and (folder / "eval" / "results.json").is_file():
+                log(f"{fusion} seed {seed}: reusing {folder / 'eval' / 'results.json'}")
+            else:
+                base = base or load_base_models(config.bridge)
+                train_and_test(
+                    run_config, task, fusion, seed, folder, eval_config, base, reuse, progress, log
+                )
             runs.setdefault(fusion, {})[seed] = _load_run(folder)
     summary = summarize(runs, task.low_resource, baseline=BASELINE if BASELINE in fusions else fusions[0])
     summary["config"] = config.to_dict()
     summary["eval"] = eval_config.to_dict()
-    write_json(out_dir / "comparison.json", summary)
-    with atomic_file(out_dir / "comparison.md", "w", encoding="utf-8") as handle:
-        handle.write(markdown(summary))
-    plot_sorted_accuracy(summary, out_dir / "accuracy_sorted.png")
-    if summary["significance"]:
-        plot_gain_vs_baseline(summary, out_dir / "gain_vs_baseline.png")
+    summary["lr_selection"] = selection
+    summary["budget"] = budget(runs)
+    write_comparison(summary, out_dir)
     return summary
+
+
+def _fusion_config(config: RunConfig, fusion: str, seed: int, folder: Path) -> RunConfig:
+    """``config`` for one (fusion, seed) run; fusion options apply only to the fusion they name."""
+    options = config.bridge.fusion_options if fusion == config.bridge.fusion else {}
+    return replace(
+        config,
+        bridge=replace(config.bridge, fusion=fusion, fusion_options=options),
+        train=replace(config.train, seed=seed, output_dir=str(folder)),
+    )
+
+
+def select_learning_rates(
+    config: RunConfig,
+    fusions: Sequence[str],
+    grid: Sequence[float],
+    seed: int,
+    out_dir: Path,
+    base,
+    progress: bool,
+    log: Callable[[str], None],
+) -> dict[str, dict[str, Any]]:
+    """Per fusion: the ``grid`` learning rate with the best English dev accuracy (one seed).
+
+    Runs live in ``out_dir/lr-grid/<fusion>/lr-<value>/`` and are reused when finished; only
+    English dev is used, never test. Without a grid every fusion keeps ``config.train.lr``.
+    """
+    if not grid:
+        return {fusion: {"lr": config.train.lr, "grid": {}} for fusion in fusions}
+    selection = {}
+    for fusion in fusions:
+        dev = {}
+        for lr in grid:
+            folder = out_dir / "lr-grid" / fusion / f"lr-{lr:g}"
+            if not (folder / "summary.json").is_file():
+                run = _fusion_config(config.replace(train=config.train.replace(lr=lr)), fusion, seed, folder)
+                log(f"{fusion}: learning rate {lr:g} on English dev -> {folder}")
+                train(run, overwrite=True, base=base, progress=progress)
+            dev[f"{lr:g}"] = json.loads((folder / "summary.json").read_text())["best_dev_accuracy"]
+        best = max(grid, key=lambda lr: (dev[f"{lr:g}"], -lr))  # ties: the smaller learning rate
+        selection[fusion] = {"lr": best, "grid": dev, "seed": seed}
+        log(f"{fusion}: chose lr {best:g} (English dev {dev[f'{best:g}']:.3f})")
+    return selection
+
+
+def budget(runs: dict[str, dict[int, dict]]) -> dict[str, Any]:
+    """What each run was given: optimizer steps, examples seen, training seconds (per fusion)."""
+    out = {}
+    for fusion, by_seed in runs.items():
+        train_summaries = [run["train"] for run in by_seed.values()]
+        out[fusion] = {
+            "steps": [t.get("steps") for t in train_summaries],
+            "examples_seen": [t.get("examples_seen") for t in train_summaries],
+            "train_seconds": [t.get("train_seconds") for t in train_summaries],
+        }
+    return out
+
+
+def train_and_test(
+    config: RunConfig,
+    task,
+    fusion: str,
+    seed: int,
+    folder: Path,
+    eval_config: EvalConfig,
+    base,
+    reuse: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
+    """One (fusion, seed): train (resuming an interrupted run), then evaluate once on test."""
+    run_config = _fusion_config(config, fusion, seed, folder)
+    resume = reuse and bool(checkpoint_dirs(folder))
+    log(f"{fusion} seed {seed}: training -> {folder}" + (" (resuming)" if resume else ""))
+    result = train(run_config, resume=resume, overwrite=not resume, base=base, progress=progress)
+    log(f"{fusion} seed {seed}: best dev accuracy {result.summary['best_dev_accuracy']:.3f}; testing")
+    evaluate(
+        result.bridge,
+        task,
+        eval_config,
+        out_dir=folder / "eval",
+        bridge_info={"path": str(result.best_dir), "seed": seed},
+        progress=progress,
+    )
 
 
 def _load_run(folder: Path) -> dict[str, Any]:
@@ -116,54 +186,13 @@ def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], bas
         name: avg["languages"] for name, avg in first.get("averages", {}).items() if avg["languages"]
     } or {"all": languages}
     groups.setdefault("all", languages)
-    table: dict[str, dict[str, Any]] = {}
-    for fusion, by_seed in runs.items():
-        per_lang = {}
-        for lang in languages:
-            accs = [run["results"]["languages"][lang]["accuracy"] for run in by_seed.values()]
-            f1s = [run["results"]["languages"][lang]["macro_f1"] for run in by_seed.values()]
-            cis = [run["results"]["languages"][lang]["accuracy_ci"] for run in by_seed.values()]
-            per_lang[lang] = {
-                "accuracy_mean": float(np.mean(accs)),
-                "accuracy_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-                "accuracy_per_seed": accs,
-                "accuracy_ci_per_seed": cis,
-                "macro_f1_mean": float(np.mean(f1s)),
-                "n": by_seed[next(iter(by_seed))]["results"]["languages"][lang]["n"],
-            }
-        averages = {}
-        for name, langs in groups.items():
-            per_seed = [
-                float(np.mean([run["results"]["languages"][x]["accuracy"] for x in langs]))
-                for run in by_seed.values()
-            ]
-            averages[name] = {
-                "languages": langs,
-                "accuracy_mean": float(np.mean(per_seed)),
-                "accuracy_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
-                "accuracy_per_seed": per_seed,
-            }
-        table[fusion] = {
-            "seeds": sorted(by_seed),
-            "languages": per_lang,
-            "averages": averages,
-            "best_dev_accuracy": [run["train"]["best_dev_accuracy"] for run in by_seed.values()],
-        }
+    table = {fusion: fusion_table(by_seed, languages, groups) for fusion, by_seed in runs.items()}
     significance = {}
     if baseline in runs:
         for fusion in fusions:
-            if fusion == baseline:
-                continue
-            significance[fusion] = {
-                lang: paired_tests(runs[fusion], runs[baseline], lang) for lang in languages
-            }
-            # per-language claims: Holm-Bonferroni over this fusion's languages
-            raw = [significance[fusion][lang]["bootstrap"]["p_value"] for lang in languages]
-            for lang, adjusted in zip(languages, metrics.holm(raw), strict=True):
-                significance[fusion][lang]["bootstrap"]["p_holm"] = adjusted
-            for name, avg in table[fusion]["averages"].items():
-                significance[fusion][f"avg:{name}"] = paired_tests_pooled(
-                    runs[fusion], runs[baseline], avg["languages"]
+            if fusion != baseline:
+                significance[fusion] = fusion_significance(
+                    runs[fusion], runs[baseline], table[fusion], languages
                 )
     meta = {lang: {k: first["languages"][lang].get(k) for k in ("script", "covered")} for lang in languages}
     return {
@@ -176,6 +205,55 @@ def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], bas
         "table": table,
         "significance": significance,
     }
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    return {
+        "accuracy_mean": float(np.mean(values)),
+        "accuracy_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+        "accuracy_per_seed": values,
+    }
+
+
+def fusion_table(by_seed: dict[int, dict], languages: list[str], groups: dict[str, list[str]]) -> dict:
+    """One fusion over its seeds: per-language and per-group accuracy, and its layer weights."""
+    results = [run["results"]["languages"] for run in by_seed.values()]
+    per_lang = {}
+    for lang in languages:
+        per_lang[lang] = _spread([r[lang]["accuracy"] for r in results]) | {
+            "accuracy_ci_per_seed": [r[lang]["accuracy_ci"] for r in results],
+            "macro_f1_mean": float(np.mean([r[lang]["macro_f1"] for r in results])),
+            "n": results[0][lang]["n"],
+        }
+    averages = {
+        name: {"languages": langs}
+        | _spread([float(np.mean([r[x]["accuracy"] for x in langs])) for r in results])
+        for name, langs in groups.items()
+    }
+    table = {
+        "seeds": sorted(by_seed),
+        "languages": per_lang,
+        "averages": averages,
+        "best_dev_accuracy": [run["train"]["best_dev_accuracy"] for run in by_seed.values()],
+    }
+    if all("layer_weights" in r[lang] for r in results for lang in languages):
+        weights = np.asarray([[r[lang]["layer_weights"] for lang in languages] for r in results])  # [S, N, L]
+        table["layer_weights"] = dict(zip(languages, weights.mean(0).tolist(), strict=True))
+        table["layer_weights_per_seed"] = weights.mean(1).tolist()
+    return table
+
+
+def fusion_significance(
+    runs_a: dict[int, dict], runs_b: dict[int, dict], table_a: dict, languages: list[str]
+) -> dict[str, Any]:
+    """Paired tests of A vs B per language (Holm-adjusted over languages) and per language group."""
+    tests = {lang: paired_tests(runs_a, runs_b, lang) for lang in languages}
+    raw = [tests[lang]["bootstrap"]["p_value"] for lang in languages]
+    for lang, adjusted in zip(languages, metrics.holm(raw), strict=True):
+        tests[lang]["bootstrap"]["p_holm"] = adjusted
+    for name, avg in table_a["averages"].items():
+        tests[f"avg:{name}"] = paired_tests_pooled(runs_a, runs_b, avg["languages"])
+    return tests
 
 
 def _correct_matrix(
@@ -202,8 +280,7 @@ def paired_tests(runs_a: dict[int, dict], runs_b: dict[int, dict], lang: str) ->
         raise ValueError(f"the two fusions were evaluated on different {lang} examples")
     boot = metrics.bootstrap_difference([correct_a.mean(0) - correct_b.mean(0)])
     # McNemar on (seed, example) pairs: A's seed-s prediction vs B's seed-s prediction
-    truth = np.zeros(correct_a.size, dtype=int)
-    mc = metrics.mcnemar(truth, np.where(correct_a.ravel(), 0, 1), np.where(correct_b.ravel(), 0, 1))
+    mc = metrics.mcnemar_correct(correct_a.ravel(), correct_b.ravel())
     return {"seeds": seeds, "n": int(correct_a.shape[1]), "bootstrap": boot, "mcnemar": mc}
 
 
@@ -217,45 +294,3 @@ def paired_tests_pooled(
         for lang in languages
     ]
     return {"seeds": seeds, "bootstrap": metrics.bootstrap_difference(diffs)}
-
-
-def markdown(summary: dict[str, Any]) -> str:
-    """Accuracy (%) mean ± std over seeds per language and fusion, Δ vs baseline with p-values."""
-    fusions, baseline = summary["fusions"], summary["baseline"]
-    seeds = summary["table"][fusions[0]]["seeds"]
-    head = "| language | " + " | ".join(f"`{f}`" for f in fusions)
-    others = [f for f in fusions if f != baseline and f in summary["significance"]]
-    head += "".join(f" | Δ `{f}` − `{baseline}` (p boot / McNemar)" for f in others) + " |"
-    lines = [
-        f"Accuracy (%), mean ± std over seeds {seeds}; Δ in points with paired-test p-values "
-        "(per language: bootstrap / McNemar; Holm = bootstrap p adjusted over all languages).",
-        "",
-        head,
-        "|---|" + "---:|" * (len(fusions) + len(others)),
-    ]
-
-    def cell(stats: dict) -> str:
-        return f"{100 * stats['accuracy_mean']:.1f} ± {100 * stats['accuracy_std']:.1f}"
-
-    for lang in summary["languages"]:
-        mark = " *(low)*" if lang in summary["low_resource"] else ""
-        row = f"| {lang}{mark} | " + " | ".join(cell(summary["table"][f]["languages"][lang]) for f in fusions)
-        for f in others:
-            sig = summary["significance"][f][lang]
-            holm = sig["bootstrap"].get("p_holm")
-            row += (
-                f" | {100 * sig['bootstrap']['delta']:+.1f} "
-                f"(p={sig['bootstrap']['p_value']:.3f} / {sig['mcnemar']['p_value']:.3f}"
-                + (f"; Holm {holm:.3f})" if holm is not None else ")")
-            )
-        lines.append(row + " |")
-    for name in summary["table"][fusions[0]]["averages"]:
-        row = (
-            f"| **average ({name}, {len(summary['table'][fusions[0]]['averages'][name]['languages'])})** | "
-            + " | ".join(f"**{cell(summary['table'][f]['averages'][name])}**" for f in fusions)
-        )
-        for f in others:
-            sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
-            row += f" | {100 * sig['delta']:+.1f} (p={sig['p_value']:.3f})"
-        lines.append(row + " |")
-    return "\n".join(lines) + "\n"

@@ -3,9 +3,10 @@
 With the built-in models (e5-small encoder, SmolLM2-135M LLM) it trains two bridges on
 English BBC news — Transformer Softmax (all 12 encoder layers, token-wise weights) and the
 LangBridge last-layer baseline — and tests both on English and, zero-shot, on Sinhala news.
+The recipe is ``configs/experiments/quickstart.yaml`` (its run config: ``configs/quickstart.yaml``).
 
-The budget is deliberately small (150 optimizer steps of 8 examples; 150 test examples per
-language), so the numbers are noisy; ``layerbridge study`` runs the full comparison.
+The budget is deliberately small, so the numbers are noisy; ``layerbridge study`` runs the
+full comparison.
 """
 
 from __future__ import annotations
@@ -13,55 +14,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from layerbridge.config import BridgeConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig
 from layerbridge.experiments.compare import run_comparison
-
-FUSIONS = ("last", "transformer-softmax")
-STEPS = 150  # optimizer steps per bridge (batch 8)
-TEST_LIMIT = 150  # test examples per language
+from layerbridge.experiments.config import ExperimentConfig, recipe_path
 
 
-def quickstart_config(steps: int = STEPS, data_dir: str | None = None) -> RunConfig:
-    """The recipe; ``configs/quickstart.yaml`` is the same config as a file (a test keeps them equal)."""
-    return RunConfig(
-        bridge=BridgeConfig(
-            encoder="e5-small", llm="smollm2-135m", fusion="transformer-softmax", max_length=96
-        ),
-        task=TaskConfig(name="sinhala-news", data_dir=data_dir),
-        train=TrainConfig(
-            lr=1e-3,
-            max_steps=steps,
-            batch_size=8,
-            warmup_ratio=0.05,
-            eval_every=0,  # select on English dev once, at the end
-            dev_limit=100,
-            save_every=0,
-            log_every=10,
-            seed=1,
-        ),
-    )
-
-
-def quickstart_eval(limit: int = TEST_LIMIT) -> EvalConfig:
-    return EvalConfig(languages=["en", "si"], limit=limit, batch_size=16)
+def quickstart_recipe() -> ExperimentConfig:
+    return ExperimentConfig.load(recipe_path("quickstart"))
 
 
 def run_quickstart(
     out_dir: str | Path = "runs/quickstart",
-    steps: int = STEPS,
-    limit: int = TEST_LIMIT,
+    steps: int | None = None,
+    limit: int | None = None,
     data_dir: str | None = None,
     progress: bool = True,
     log=print,
 ) -> dict[str, Any]:
-    """Train both bridges, evaluate them, and return the comparison summary."""
-    config = quickstart_config(steps, data_dir)
+    """Train both bridges, evaluate them, and return the comparison summary.
+
+    ``steps`` / ``limit`` override the recipe's optimizer steps and test examples per language.
+    """
+    recipe = quickstart_recipe()
+    (task,) = recipe.task_names()
+    config = recipe.run_config(task, data_dir)
+    if steps is not None:
+        config = config.replace(train=config.train.replace(max_steps=steps))
+    eval_config = recipe.eval_config(task)
+    if limit is not None:
+        eval_config = eval_config.replace(limit=limit)
     return run_comparison(
         config,
-        FUSIONS,
-        [config.train.seed],
+        recipe.fusions,
+        recipe.seeds,
         out_dir,
-        quickstart_eval(limit),
+        eval_config,
+        lr_grid=recipe.lr_grid,
         reuse=False,
         progress=progress,
         log=log,

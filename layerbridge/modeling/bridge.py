@@ -24,12 +24,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from layerbridge.config import BridgeConfig
+from layerbridge.data.batching import pad_batch
 from layerbridge.errors import ConfigError, DataError
 from layerbridge.modeling.encoder import LayerStackEncoder, max_input_tokens
 from layerbridge.modeling.fusion import build_fusion
@@ -74,6 +77,7 @@ class LabelScores:
     total: torch.Tensor  # [B, K] sum_j log p(y_{k,j} | prefix, y_{k,<j}) over label k's tokens + EOS
     mean: torch.Tensor  # [B, K] total / number of tokens of label k (length-normalised)
     layer_weights: torch.Tensor  # [B, T, L]
+    greedy: torch.Tensor  # [B, K] bool: every token of candidate k is the argmax at its position
 
 
 class Bridge(nn.Module):
@@ -119,10 +123,11 @@ class Bridge(nn.Module):
 
     # ------------------------------------------------------------------ bookkeeping
     def train(self, mode: bool = True) -> Bridge:
-        """Frozen base models always stay in eval mode (no dropout)."""
+        """The frozen LLM always stays in eval mode (no dropout); so does a frozen encoder unless
+        ``encoder_dropout`` (the reference keeps it in train mode: dropout on, no gradients)."""
         super().train(mode)
         self.llm.eval()
-        if self.config.freeze_encoder:
+        if self.config.freeze_encoder and not self.config.encoder_dropout:
             self.encoder.eval()
         return self
 
@@ -157,21 +162,22 @@ class Bridge(nn.Module):
             "llm": count(self.llm),
         }
 
-    # ------------------------------------------------------------------ tokenisation
-    def tokenize_prompts(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder token ids and mask [B, T] (right-padded, truncated to ``max_length``)."""
-        for i, text in enumerate(prompts):
-            if not isinstance(text, str) or not text.strip():
-                raise DataError(f"input text #{i} is empty")
-        enc = self.encoder_tokenizer(
-            list(prompts),
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_length,
-            return_tensors="pt",
-        )
-        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+    # ------------------------------------------------------------------ Hugging Face conventions
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> Bridge:
+        """Load a saved bridge folder on its base models (``layerbridge.checkpoint.load_bridge``:
+        ``device``, ``dtype``, ``encoder`` / ``llm`` paths, ``trust_remote_code``)."""
+        from layerbridge.checkpoint import load_bridge
 
+        return load_bridge(path, **kwargs)
+
+    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Save the bridge weights, ``bridge_config.json`` and a model card ``README.md``, atomically."""
+        from layerbridge.checkpoint import save_bridge
+
+        return save_bridge(self, path, extra=extra)
+
+    # ------------------------------------------------------------------ tokenisation
     @property
     def encoder_pad_id(self) -> int:
         pad = self.encoder_tokenizer.pad_token_id
@@ -185,13 +191,8 @@ class Bridge(nn.Module):
         return [*ids, self.eos_id]
 
     def pad_targets(self, targets: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-pad target id lists -> ids, mask [B, M] (pads hold EOS, masked out)."""
-        width = max(len(t) for t in targets)
-        ids = torch.full((len(targets), width), self.eos_id, dtype=torch.long)
-        mask = torch.zeros((len(targets), width), dtype=torch.long)
-        for i, t in enumerate(targets):
-            ids[i, : len(t)] = torch.tensor(t)
-            mask[i, : len(t)] = 1
+        """Right-pad target id lists -> ids, mask [B, M] on the bridge's device (pads hold EOS, masked)."""
+        ids, mask = pad_batch(targets, self.eos_id)
         return ids.to(self.device), mask.to(self.device)
 
     # ------------------------------------------------------------------ the pipeline
@@ -304,10 +305,12 @@ class Bridge(nn.Module):
         )
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [B, V]
         total = first[:, cand_ids[:, 0]]  # [B, K]: log p(y_1 | prefix)
+        greedy = first.argmax(-1, keepdim=True) == cand_ids[:, 0].unsqueeze(0)  # [B, K]
         if cand_ids.shape[1] > 1:
-            total = total + self._continuation_logprobs(out, prefix, prefix_mask, cand_ids, cand_mask)
+            rest, rest_greedy = self._continuation_logprobs(out, prefix, prefix_mask, cand_ids, cand_mask)
+            total, greedy = total + rest, greedy & rest_greedy
         lengths = cand_mask.sum(1).to(total.dtype)  # [K]
-        return LabelScores(total=total, mean=total / lengths, layer_weights=weights)
+        return LabelScores(total=total, mean=total / lengths, layer_weights=weights, greedy=greedy)
 
     def _continuation_logprobs(
         self,
@@ -316,8 +319,9 @@ class Bridge(nn.Module):
         prefix_mask: torch.Tensor,
         cand_ids: torch.Tensor,
         cand_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """sum_{j>=2} log p(y_j | prefix, y_{<j}) for every example and candidate: [B, K].
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_{j>=2} log p(y_j | prefix, y_{<j}) for every example and candidate: [B, K], and
+        whether each y_j (j >= 2) is the argmax at its position: [B, K] bool.
 
         Row b*K + k of one [B*K, M-1] pass continues example b with candidate k, reusing the
         prefix's KV cache (expanded K times). A cache that cannot be expanded falls back to
@@ -343,8 +347,10 @@ class Bridge(nn.Module):
             full = torch.cat([prefix.repeat_interleave(n_cand, 0), embeds], dim=1)
             logits = self._llm_logits(full, mask, first=prefix.shape[1])
         targets = cand_ids[:, 1:].repeat(batch, 1)  # [B*K, M-1]
-        token_lp = token_logprobs(logits, targets) * cand_mask[:, 1:].repeat(batch, 1)
-        return token_lp.sum(-1).view(batch, n_cand)
+        real = cand_mask[:, 1:].repeat(batch, 1)  # [B*K, M-1]
+        token_lp = token_logprobs(logits, targets) * real
+        greedy = ((logits.argmax(-1) == targets) | (real == 0)).all(-1)  # [B*K]
+        return token_lp.sum(-1).view(batch, n_cand), greedy.view(batch, n_cand)
 
     @torch.no_grad()
     def generate_ids(
@@ -367,29 +373,3 @@ class Bridge(nn.Module):
         for row in out.tolist():
             results.append(row[: row.index(self.eos_id)] if self.eos_id in row else row)
         return results
-
-    # ------------------------------------------------------------------ text-level API
-    def score_labels(
-        self, prompts: Sequence[str], labels: Sequence[str], batch_size: int = 32
-    ) -> LabelScores:
-        """Score every label string after every prompt (batched). Returns [N, K] scores."""
-        candidates = [self.target_token_ids(label) for label in labels]
-        parts = []
-        for start in range(0, len(prompts), batch_size):
-            ids, mask = self.tokenize_prompts(prompts[start : start + batch_size])
-            scores = self.score_candidates(ids, mask, candidates)
-            parts.append((scores.total.cpu(), scores.mean.cpu()))
-        return LabelScores(
-            total=torch.cat([p[0] for p in parts]),
-            mean=torch.cat([p[1] for p in parts]),
-            layer_weights=torch.empty(0),
-        )
-
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 32) -> list[str]:
-        """Greedy generation of free text for each prompt."""
-        texts: list[str] = []
-        for start in range(0, len(prompts), batch_size):
-            ids, mask = self.tokenize_prompts(prompts[start : start + batch_size])
-            for row in self.generate_ids(ids, mask, max_new_tokens):
-                texts.append(self.llm_tokenizer.decode(row, skip_special_tokens=True).strip())
-        return texts

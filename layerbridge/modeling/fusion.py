@@ -11,8 +11,8 @@ Strategies (registered by name in :data:`FUSIONS`):
 
 ``last``                LangBridge's baseline: ``w_{i,l} = 1[l = L]``.
 ``global-softmax``      one scalar per layer shared by all tokens:
-                        ``alpha = softmax(tau * w)``, ``tau = 100 + 1e5 * t`` (``t`` learned,
-                        init 1e-5 so tau ~ 101), ``w`` learned, init equal (uniform alpha).
+                        ``alpha = softmax(tau * w)``, tau learned from ~101 (as ``exp(s)``, or
+                        the reference's ``100 + 1e5 * t``), ``w`` learned, init equal (uniform alpha).
 ``transformer-softmax`` token-specific weights: for each real token, the sequence
                         ``[CLS; h^(1) + P_1; …; h^(L) + P_L]`` goes through one
                         transformer encoder layer (attending across layers, never across
@@ -22,6 +22,7 @@ Strategies (registered by name in :data:`FUSIONS`):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -44,6 +45,10 @@ class LayerFusion(nn.Module):
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """states [B, T, L, D], mask [B, T] (1 = real token) -> (fused [B, T, D], weights [B, T, L])."""
         raise NotImplementedError
+
+    def flops_per_token(self) -> float:
+        """Forward FLOPs of the fusion per real token (multiply-add = 2); see modeling/flops.py."""
+        return 0.0
 
     def _check(self, states: torch.Tensor) -> None:
         if states.shape[2] != self.num_layers or states.shape[3] != self.hidden_size:
@@ -68,7 +73,14 @@ class LastLayerFusion(LayerFusion):
 
 @FUSIONS.register("global-softmax")
 class GlobalSoftmaxFusion(LayerFusion):
-    """z_i = sum_l alpha_l h_i^(l), alpha = softmax(tau * w), tau = tau0 + scale * t."""
+    """z_i = sum_l alpha_l h_i^(l), alpha = softmax(tau * w).
+
+    The temperature tau is learned. ``parametrisation="log"`` (default): tau = exp(s), s
+    learned, init log(tau0 + scale * t_init) ~ log 101 — one Adam step moves tau by a factor
+    ~exp(lr), i.e. 0.1% at lr 1e-3. ``parametrisation="reference"`` (the paper's code):
+    tau = tau0 + scale * t with t learned (init 1e-5, tau ~ 101); Adam moves t by ~lr per step,
+    so tau moves by ~scale * lr = ±100 per step at lr 1e-3 (±3 at the paper's 3e-5).
+    """
 
     def __init__(
         self,
@@ -77,16 +89,29 @@ class GlobalSoftmaxFusion(LayerFusion):
         tau_offset: float = 100.0,
         tau_scale: float = 1e5,
         t_init: float = 1e-5,
+        parametrisation: str = "log",
     ) -> None:
         super().__init__(num_layers, hidden_size)
+        if parametrisation not in ("log", "reference"):
+            raise ConfigError(f"unknown parametrisation {parametrisation!r}; choose log or reference")
+        self.parametrisation = parametrisation
         self.tau_offset = tau_offset
         self.tau_scale = tau_scale
         self.layer_logits = nn.Parameter(torch.zeros(num_layers))  # w, equal init -> uniform
-        self.t = nn.Parameter(torch.tensor(float(t_init)))
+        if parametrisation == "reference":
+            self.t = nn.Parameter(torch.tensor(float(t_init)))
+        else:
+            self.log_temperature = nn.Parameter(torch.tensor(math.log(tau_offset + tau_scale * t_init)))
 
     @property
     def temperature(self) -> torch.Tensor:
-        return self.tau_offset + self.tau_scale * self.t
+        if self.parametrisation == "reference":
+            return self.tau_offset + self.tau_scale * self.t
+        return self.log_temperature.exp()
+
+    def flops_per_token(self) -> float:
+        """The weighted sum over L layers: 2 L D."""
+        return 2.0 * self.num_layers * self.hidden_size
 
     def layer_weights(self) -> torch.Tensor:
         """alpha [L]."""
@@ -105,8 +130,8 @@ class TransformerSoftmaxFusion(LayerFusion):
     """Token-wise layer weights from a one-layer transformer over the layer axis.
 
     The reference uses torch defaults: 1 head, feed-forward 2048, dropout 0.1, post-LN,
-    d_model = D. Only real (unpadded) tokens are processed, all in one batch of shape
-    [N_real, L + 1, D].
+    d_model = D, and layer positions P ~ N(0, 1) (``position_std``). Only real (unpadded) tokens
+    are processed, all in one batch of shape [N_real, L + 1, D].
     """
 
     def __init__(
@@ -117,11 +142,14 @@ class TransformerSoftmaxFusion(LayerFusion):
         ffn_dim: int = 2048,
         dropout: float = 0.1,
         norm_first: bool = False,
+        position_std: float = 1.0,
     ) -> None:
         super().__init__(num_layers, hidden_size)
         if hidden_size % num_heads:
             raise ConfigError(f"hidden size {hidden_size} is not divisible by num_heads={num_heads}")
-        self.layer_position = nn.Parameter(torch.randn(num_layers, hidden_size) * 0.02)  # P [L, D]
+        # P [L, D] ~ N(0, position_std^2): the reference's torch.randn(L, D) (std 1), on the scale
+        # of the layer-normed states, so the CLS output can tell the layers apart (0.02 cannot)
+        self.layer_position = nn.Parameter(torch.randn(num_layers, hidden_size) * position_std)
         self.cls = nn.Parameter(torch.zeros(1, 1, hidden_size))  # [1, 1, D], init zero
         self.block = nn.TransformerEncoderLayer(
             d_model=hidden_size,
@@ -132,6 +160,14 @@ class TransformerSoftmaxFusion(LayerFusion):
             norm_first=norm_first,
         )
         self.to_weights = nn.Linear(hidden_size, num_layers)
+
+    def flops_per_token(self) -> float:
+        """Over L + 1 positions of width D with feed-forward width F, per real token:
+        projections 8 D^2, feed-forward 4 D F, attention 4 (L+1) D per position; head 2 D L;
+        the weighted sum 2 L D."""
+        positions, dim, ffn = self.num_layers + 1, self.hidden_size, self.block.linear1.out_features
+        per_position = 8 * dim * dim + 4 * dim * ffn + 4 * positions * dim
+        return float(positions * per_position + 2 * dim * self.num_layers + 2 * self.num_layers * dim)
 
     def token_weights(self, layer_states: torch.Tensor) -> torch.Tensor:
         """layer_states [N, L, D] (real tokens only) -> beta [N, L], rows sum to 1."""

@@ -17,7 +17,7 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from layerbridge.config import TaskConfig
 from layerbridge.data.splits import stratified_sample
@@ -153,6 +153,19 @@ class Task:
             "source": self.source,
             "data_dir": str(self.data_dir) if self.data_dir else None,
         }
+
+    @staticmethod
+    def config_from_description(saved: dict[str, Any], **fields: Any) -> TaskConfig:
+        """The inverse of :meth:`describe` (as saved with a trained bridge): a TaskConfig that
+        rebuilds the task with the prompt template and label strings the bridge was trained
+        with; ``fields`` (e.g. ``data_dir``, ``source``) are passed on."""
+        return TaskConfig(
+            name=saved.get("kind", saved["name"]),
+            spec=saved.get("spec"),
+            template=saved["template"],
+            labels=list(saved["labels"].values()),
+            **fields,
+        )
 
     # ------------------------------------------------------------------ for subclasses
     def _examples(self, split: str, language: str, report: DataReport) -> tuple[list[Example], str]:

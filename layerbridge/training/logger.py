@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +38,56 @@ class RunLogger:
         self.handle.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``log.jsonl`` (a line cut short by a kill is skipped)."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class Throughput:
+    """Loss and throughput over the optimizer steps since the last log line.
+
+    Time spent inside :meth:`paused` (dev evaluation, checkpoints) is not training time;
+    ``train_seconds`` sums the training time of every flushed window.
+    """
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss, self.steps, self.examples, self.tokens = 0.0, 0, 0, 0
+        self.seconds, self.started = 0.0, time.perf_counter()
+
+    def add(self, loss: float, examples: int, tokens: int) -> None:
+        self.loss += loss
+        self.steps += 1
+        self.examples += examples
+        self.tokens += tokens
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self.seconds += time.perf_counter() - self.started
+        try:
+            yield
+        finally:
+            self.started = time.perf_counter()
+
+    def flush(self) -> dict[str, float]:
+        """{loss (mean per step), examples_per_s, tokens_per_s} of this window; starts the next."""
+        elapsed = max(self.seconds + time.perf_counter() - self.started, 1e-9)
+        self.train_seconds += elapsed
+        record = {
+            "loss": self.loss / max(self.steps, 1),
+            "examples_per_s": self.examples / elapsed,
+            "tokens_per_s": self.tokens / elapsed,
+        }
+        self._reset()
+        return record

@@ -1,9 +1,16 @@
 """The training recipe: English-only prefix-LM training of a bridge, readable top to bottom.
 
-    config -> task data (English train / dev) -> bridge -> AdamW + cosine warm-up
-           -> loop: length-bucketed batches, autocast, grad accumulation, clipping
-           -> every eval_every steps: English dev accuracy (label scoring), keep the best
-           -> every save_every steps: resumable checkpoint (atomic)
+In the style of torchtune's recipes — ``setup`` builds everything, ``loss_step`` is the one
+unit of work (the benchmark times this same step), ``train`` is the loop::
+
+    recipe = TrainRecipe(config)
+    recipe.setup()        # task data (English train / dev) -> bridge -> AdamW + cosine warm-up
+    result = recipe.train()
+        # loop: length-bucketed micro-batches -> train_step (loss_step + backward, x grad_accum;
+        #       clip, optimizer, schedule) -> log every log_every steps
+        #       -> every eval_every steps: English dev accuracy (label scoring), keep the best
+        #       -> every save_every steps: resumable checkpoint (atomic)
+        # end: final dev evaluation, final/ and best/ bridges, summary.json
 
 Multi-GPU (or multi-process CPU with gloo) needs no code change: ``accelerate launch``
 starts one process per device, ``Accelerator`` wraps the bridge in DDP (only the bridge's
@@ -13,11 +20,10 @@ parameters are synchronised), and each process takes every ``world``-th batch.
 from __future__ import annotations
 
 import contextlib
-import json
+import logging
 import math
 import os
-import shutil
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,38 +33,23 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
-from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge, write_bridge_files
+from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge
 from layerbridge.config import EvalConfig, RunConfig
-from layerbridge.data.prompts import encode_examples
+from layerbridge.data.encoded import EncodedExamples, epoch_batches, llm_positions, make_loader
 from layerbridge.data.types import TaskData
 from layerbridge.errors import CheckpointError, ConfigError
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.predict import predict_examples
-from layerbridge.io import recover_atomic_leftovers, write_json
+from layerbridge.io import write_json
 from layerbridge.modeling.bridge import Bridge
-from layerbridge.modeling.builders import BaseModels, build_bridge, load_base_models
-from layerbridge.runtime import compile_llm
+from layerbridge.modeling.builders import BaseModels, build_bridge, check_bridge_config, load_base_models
+from layerbridge.report.training import plot_training
+from layerbridge.runtime import accelerate_mixed_precision, compile_llm
 from layerbridge.tasks import Task, get_task
 from layerbridge.training import state as ckpt
-from layerbridge.training.data import EncodedExamples, epoch_batches, make_loader
-from layerbridge.training.logger import RunLogger
-
-#: TrainConfig fields that may change when a run is resumed (they do not affect the result).
-RESUMABLE_CHANGES = {
-    "output_dir",  # the run may be moved, or its path spelled differently
-    "save_every",
-    "keep_checkpoints",
-    "log_every",
-    "num_workers",
-    "tensorboard",
-    "eval_batch_size",
-}
-
-
-def _warn(message: str) -> None:
-    import logging
-
-    logging.getLogger("layerbridge.training").warning(message)
+from layerbridge.training.checkpointing import resume_latest, save_checkpoint
+from layerbridge.training.logger import RunLogger, Throughput, read_log
+from layerbridge.training.outputs import check_output_dir, prepare_output_dir
 
 
 @dataclass
@@ -67,15 +58,6 @@ class TrainResult:
     output_dir: Path
     best_dir: Path
     summary: dict[str, Any]
-
-
-def mixed_precision(precision: str) -> str:
-    """TrainConfig.precision -> accelerate's ``mixed_precision``."""
-    if precision == "auto":
-        if not torch.cuda.is_available():
-            return "no"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]
 
 
 def prepare_data(task: Task, config: RunConfig) -> tuple[TaskData, TaskData]:
@@ -97,116 +79,352 @@ def prepare_data(task: Task, config: RunConfig) -> tuple[TaskData, TaskData]:
     return train, dev
 
 
-def encode_task_data(bridge: Bridge, task: Task, data: TaskData) -> EncodedExamples:
-    prompts = encode_examples(task, data.examples, bridge.encoder_tokenizer, bridge.config.max_length)
-    targets = [bridge.target_token_ids(label) for label in task.label_strings]
-    return EncodedExamples(prompts, data.labels, targets, bridge.encoder_pad_id, bridge.eos_id)
-
-
-def dev_accuracy(bridge: Bridge, task: Task, dev: TaskData, config: RunConfig) -> dict[str, float]:
-    """English dev accuracy / macro-F1 by label scoring (the model-selection metric)."""
+def dev_accuracy(bridge: Bridge, task: Task, dev: TaskData, config: RunConfig) -> dict[str, Any]:
+    """English dev accuracy / macro-F1 by label scoring (the model-selection metric), and what
+    the fusion does on dev (:func:`fusion_diagnostics`)."""
     tc = config.train
     eval_config = EvalConfig(split="dev", batch_size=tc.eval_batch_size, precision=tc.precision)
-    preds = predict_examples(bridge, task, dev.examples, task.label_strings, eval_config, progress=False)
-    gold = dev.labels
+    preds = predict_examples(
+        bridge, task.template, dev.examples, task.label_strings, eval_config, progress=False
+    )
     return {
-        "dev_accuracy": metrics.accuracy(gold, preds.pred),
-        "dev_macro_f1": metrics.macro_f1(gold, preds.pred, task.num_classes),
+        "dev_accuracy": metrics.accuracy(dev.labels, preds.pred),
+        "dev_macro_f1": metrics.macro_f1(dev.labels, preds.pred, task.num_classes),
+        **fusion_diagnostics(bridge, preds.mean_layer_weights),
     }
 
 
-def _check_resume_config(saved: dict[str, Any], config: RunConfig) -> None:
-    now = config.to_dict()
-    for section in ("bridge", "task", "train"):
-        for key, value in saved.get(section, {}).items():
-            if section == "train" and key in RESUMABLE_CHANGES:
-                continue
-            current = now[section].get(key)
-            if key in ("spec", "data_dir") and current and value:
-                current, value = str(Path(current).resolve()), str(Path(value).resolve())
-            if json.dumps(current, sort_keys=True) != json.dumps(value, sort_keys=True):
-                raise ConfigError(
-                    f"cannot resume: {section}.{key} is {current!r} now but {value!r} in the saved run; "
-                    "use the same config (or start a new output_dir)"
-                )
+def fusion_diagnostics(bridge: Bridge, mean_weights) -> dict[str, Any]:
+    """Mean layer weights over real dev tokens, their normalised entropy H(w) / log L (1 = uniform,
+    0 = one layer), and Global Softmax's temperature."""
+    weights = torch.as_tensor(mean_weights, dtype=torch.float64)
+    p = weights / weights.sum().clamp_min(1e-12)
+    entropy = float(-(p * p.clamp_min(1e-12).log()).sum() / math.log(len(p))) if len(p) > 1 else 0.0
+    record: dict[str, Any] = {"layer_weights": [round(float(w), 6) for w in p], "layer_entropy": entropy}
+    temperature = getattr(bridge.fusion, "temperature", None)
+    if temperature is not None:
+        record["temperature"] = float(temperature.detach())
+    return record
 
 
-#: what a run folder holds; --overwrite removes a folder only if it is recognisably a run
-RUN_MARKERS = ("config.yaml", "log.jsonl")
+def make_accelerator(precision: str, device: torch.device | None = None) -> Accelerator:
+    """One Accelerator per run: mixed precision from ``precision``, DDP over the bridge only."""
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+    # Several processes without CUDA (e.g. `accelerate launch --multi_gpu --num_processes 2` on a CPU
+    # machine) must ask accelerate for multi-CPU (gloo) explicitly; so must a CPU run on a GPU machine.
+    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    cpu = multi_cpu or (device is not None and device.type == "cpu" and torch.cuda.is_available())
+    return Accelerator(
+        mixed_precision=accelerate_mixed_precision(precision, device), kwargs_handlers=[ddp], cpu=cpu
+    )
 
 
-def is_run_dir(out: Path) -> bool:
-    """Whether ``out`` is a layerbridge training run (config + log, or a training checkpoint)."""
-    return all((out / name).is_file() for name in RUN_MARKERS) or bool(ckpt.checkpoint_dirs(out))
+def parameter_groups(bridge: Bridge, lr: float, fusion_lr: float | None) -> list[dict[str, Any]]:
+    """AdamW groups: the fusion at ``fusion_lr`` (default ``lr``), everything else trainable at ``lr``."""
+    fusion = {id(p) for p in bridge.fusion.parameters()}
+    trainable = [p for p in bridge.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) not in fusion], "lr": lr, "name": "bridge"},
+        {"params": [p for p in trainable if id(p) in fusion], "lr": fusion_lr or lr, "name": "fusion"},
+    ]
+    return [g for g in groups if g["params"]]
 
 
-def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Validate the output folder against --resume / --overwrite; changes nothing."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output folder {out} is a file")
-    has_run = out.is_dir() and is_run_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not has_run:
-        raise ConfigError(
-            f"{out} is not empty and is not a layerbridge run; refusing to "
-            + ("delete" if overwrite else "write into")
-            + " it (choose another --output-dir)"
+def _warn(message: str) -> None:
+    logging.getLogger("layerbridge.training").warning(message)
+
+
+class TrainRecipe:
+    """Train a bridge for ``config.task`` on English data (see the module docstring)."""
+
+    def __init__(
+        self, config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+    ) -> None:
+        self.config, self.tc = config, config.train
+        self.out = Path(self.tc.output_dir)
+        self.resume, self.overwrite, self.progress = resume, overwrite, progress
+        self.loop = ckpt.LoopState()
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, base: BaseModels | None = None) -> None:
+        """Validate every input, then build data, model, optimizer; resume if asked."""
+        tc = self.tc
+        self.accelerator = make_accelerator(tc.precision)
+        self.main = self.accelerator.is_main_process
+        self.task = get_task(self.config.task)
+        check_bridge_config(self.config.bridge)
+        check_output_dir(self.out, self.resume, self.overwrite)
+        set_seed(tc.seed)
+        self.train_data, self.dev_data = prepare_data(self.task, self.config)
+        self.bridge = self._setup_model(base)
+        self.encoded = EncodedExamples.build(
+            self.task.template, self.train_data.examples, self.task.label_strings, self.bridge
         )
-    if has_run and not resume and not overwrite:
-        raise ConfigError(
-            f"{out} already holds a run; pass --resume to continue it or --overwrite to replace it"
+        if self.main:  # only now, with every input validated, is anything written or replaced
+            prepare_output_dir(self.out, self.resume, self.overwrite)
+        self.accelerator.wait_for_everyone()
+        self.steps_per_epoch, self.total_steps = self._schedule_length()
+        self.setup_optimizer(self.total_steps)
+        if self.resume:
+            self.loop = resume_latest(
+                self.out, self.bridge, self.optimizer, self.scheduler, self.config, self.rank, log=_warn
+            )
+        self._setup_logging()
+
+    def _setup_model(self, base: BaseModels | None) -> Bridge:
+        with self.accelerator.main_process_first():  # built-in models are prepared once, by rank 0
+            base = base or load_base_models(self.config.bridge, device=self.accelerator.device)
+        torch.manual_seed(self.tc.seed)
+        bridge = build_bridge(self.config.bridge, device=self.accelerator.device, base=base)
+        if self.tc.compile:
+            compile_llm(bridge.llm)
+        return bridge
+
+    def attach(self, bridge: Bridge, total_steps: int) -> None:
+        """Use an already built bridge without task data or run folder (the benchmark's setup)."""
+        self.accelerator = make_accelerator(self.tc.precision, bridge.device)
+        self.main = self.accelerator.is_main_process
+        self.bridge = bridge
+        self.setup_optimizer(total_steps)
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    def _schedule_length(self) -> tuple[int, int]:
+        """(optimizer steps per epoch, total optimizer steps)."""
+        steps_per_epoch = len(self._epoch_batches(0)) // self.tc.grad_accum
+        if steps_per_epoch == 0:
+            raise ConfigError(
+                f"{len(self.encoded)} training examples make no full optimizer step with "
+                f"batch_size={self.tc.batch_size}, grad_accum={self.tc.grad_accum} and "
+                f"{self.world} process(es)"
+            )
+        if self.tc.max_steps is not None:
+            return steps_per_epoch, self.tc.max_steps
+        return steps_per_epoch, math.ceil(self.tc.epochs * steps_per_epoch)
+
+    def setup_optimizer(self, total_steps: int) -> None:
+        """AdamW over the trainable parameters, cosine schedule with linear warm-up."""
+        from transformers import get_cosine_schedule_with_warmup
+
+        tc = self.tc
+        self.params = [p for p in self.bridge.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.bridge, tc.lr, tc.fusion_lr), betas=tc.betas, weight_decay=tc.weight_decay
         )
-    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write to {parent} (permission denied)")
+        warmup = round(tc.warmup_ratio * total_steps)
+        self.scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+        self.model, self.optimizer = self.accelerator.prepare(self.bridge, optimizer)
 
+    def _setup_logging(self) -> None:
+        self.extra_meta = {"task": self.task.describe(), "run": str(self.out), "training": self._budget()}
+        self.logger = (
+            RunLogger(self.out / "log.jsonl", tensorboard=self.tc.tensorboard) if self.main else None
+        )
+        if self.main:
+            (self.out / "config.yaml").write_text(self.config.to_yaml(), encoding="utf-8")
+        if self.logger and not self.loop.step:
+            self.logger.log(
+                event="start",
+                train_examples=len(self.encoded),
+                dev_examples=len(self.dev_data),
+                total_steps=self.total_steps,
+                steps_per_epoch=self.steps_per_epoch,
+                world_size=self.world,
+                device=str(self.accelerator.device),
+                parameters=self.bridge.parameter_counts(),
+                data_report=self.train_data.report.to_dict(),
+            )
 
-def _prepare_output_dir(out: Path, resume: bool, overwrite: bool, accelerator: Accelerator) -> None:
-    """After every input was validated: replace an old run (--overwrite), clear killed-run leftovers."""
-    if accelerator.is_main_process:
-        if overwrite and not resume and out.is_dir() and is_run_dir(out):
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        recover_atomic_leftovers(out)  # a kill while `best/` or `final/` was being replaced
-        if (out / "checkpoints").is_dir():
-            for stale in (out / "checkpoints").glob(".step-*"):  # a kill while checkpointing
-                shutil.rmtree(stale, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    def _budget(self) -> dict[str, Any]:
+        """The training budget recorded with every saved bridge (and its model card)."""
+        tc = self.tc
+        return {
+            "train_examples": len(self.encoded),
+            "total_steps": self.total_steps,
+            "batch_size": tc.batch_size,
+            "grad_accum": tc.grad_accum,
+            "world_size": self.world,
+            "lr": tc.lr,
+            "seed": tc.seed,
+            "precision": accelerate_mixed_precision(tc.precision, self.accelerator.device),
+            "examples_seen": self.loop.examples_seen,
+        }
 
+    def _meta(self, **more: Any) -> dict[str, Any]:
+        """Metadata saved with a bridge now: task, run, budget (examples seen so far) and ``more``."""
+        return self.extra_meta | {"training": self._budget(), "step": self.loop.step, **more}
 
-def _restore(folder: Path, bridge, optimizer, scheduler, config: RunConfig, rank: int) -> ckpt.LoopState:
-    """Load a training checkpoint into bridge / optimizer / scheduler / RNG; returns the loop state.
+    # ------------------------------------------------------------------ one step
+    def loss_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forward one micro-batch under the run's autocast: the mean target-token NLL."""
+        batch = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
+        with self.accelerator.autocast():
+            return self.model(**batch).loss
 
-    Every file is read and verified before anything is applied, so a corrupt checkpoint
-    changes nothing.
-    """
-    loop, extra = ckpt.read_loop_state(folder)
-    _check_resume_config(extra.get("config", {}), config)
-    tensors = read_bridge_tensors(folder)
-    optimizer_state = ckpt.load_state_files(folder, "optimizer")
-    scheduler_state = ckpt.load_state_files(folder, "scheduler")
-    rng = ckpt.load_state_files(folder, f"rng-rank{rank}")
-    load_bridge_weights(bridge, tensors, str(folder))
-    optimizer.load_state_dict(optimizer_state)
-    scheduler.load_state_dict(scheduler_state)
-    ckpt.set_rng_state(rng)
-    return loop
+    def train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> float:
+        """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
+        total = 0.0
+        for i, batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                loss = self.loss_step(batch)
+                self.accelerator.backward(loss / self.tc.grad_accum)
+            total += loss.item() / self.tc.grad_accum
+        self.optimizer_step()
+        return total
 
+    def optimizer_step(self) -> None:
+        """Clip the gradient norm, step AdamW and the schedule, clear the gradients."""
+        if self.tc.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.params, self.tc.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
-def resume_latest(
-    out: Path, bridge, optimizer, scheduler, config: RunConfig, rank: int, log
-) -> ckpt.LoopState:
-    """Resume from the newest intact checkpoint, falling back to older ones if it is corrupt."""
-    folders = ckpt.checkpoint_dirs(out)
-    problems = []
-    for folder in reversed(folders):
-        try:
-            return _restore(folder, bridge, optimizer, scheduler, config, rank)
-        except CheckpointError as err:
-            problems.append(str(err))
-            log(f"skipping checkpoint {folder.name}: {err}")
-    if folders:
-        raise CheckpointError(f"cannot resume {out}: no intact checkpoint ({problems[0]})")
-    return ckpt.LoopState()
+    # ------------------------------------------------------------------ dev evaluation, checkpoints
+    def evaluate_dev(self) -> None:
+        """English dev accuracy; a new best is saved to ``best/``."""
+        if self.main:
+            self.model.eval()
+            scores = self.last_dev = dev_accuracy(self.bridge, self.task, self.dev_data, self.config)
+            loop = self.loop
+            improved = loop.best_metric is None or scores["dev_accuracy"] > loop.best_metric
+            if self.tc.selection == "best" and improved:
+                loop.best_metric, loop.best_step = scores["dev_accuracy"], loop.step
+                save_bridge(self.bridge, self.out / "best", extra=self._meta(**scores))
+            self.logger.log(
+                event="dev", step=loop.step, **scores, best=loop.best_metric, best_step=loop.best_step
+            )
+            self.model.train()
+        self.accelerator.wait_for_everyone()
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(self, self._meta())
+
+    # ------------------------------------------------------------------ the loop
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        tc = self.tc
+        return epoch_batches(
+            self.encoded, tc.batch_size, tc.seed, epoch, self.rank, self.world, tc.grad_accum, tc.bucket_size
+        )
+
+    def _steps_of_epoch(self) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """The rest of the current epoch, as groups of ``grad_accum`` collated micro-batches."""
+        batches = self._epoch_batches(self.loop.epoch)[self.loop.batch_in_epoch :]
+        pin = self.accelerator.device.type == "cuda"
+        group: list[dict[str, torch.Tensor]] = []
+        for batch in make_loader(self.encoded, batches, self.tc.num_workers, pin):
+            group.append(batch)
+            if len(group) == self.tc.grad_accum:
+                self.loop.batch_in_epoch += len(group)
+                yield group
+                group = []
+
+    def train(self) -> TrainResult:
+        """Run the loop to ``total_steps`` (from a resumed position), then finish."""
+        tc, loop = self.tc, self.loop
+        self.model.train()
+        bar = tqdm(total=self.total_steps, initial=loop.step, desc="train", unit="step",
+                   disable=not (self.main and self.progress))  # fmt: skip
+        self.window, self.start_step = Throughput(), loop.step
+        while loop.step < self.total_steps:
+            for micro_batches in self._steps_of_epoch():
+                loss = self.train_step(micro_batches)
+                loop.step += 1
+                loop.examples_seen += tc.batch_size * tc.grad_accum * self.world
+                bar.update(1)
+                self._account(loss, micro_batches, bar)
+                self._maybe_evaluate_and_save()
+                if loop.step >= self.total_steps:
+                    break
+            else:
+                loop.epoch += 1
+                loop.batch_in_epoch = 0
+        bar.close()
+        return self._finish()
+
+    def _account(self, loss: float, micro_batches: list[dict[str, torch.Tensor]], bar) -> None:
+        """Add one step to the throughput window; log it every ``log_every`` steps."""
+        has_bos = self.bridge.bos_id is not None
+        tokens = sum(
+            int(llm_positions(b["attention_mask"].sum(1), b["target_mask"].sum(1), has_bos).sum())
+            for b in micro_batches
+        )
+        examples = sum(b["input_ids"].shape[0] for b in micro_batches)
+        self.window.add(loss, examples * self.world, tokens * self.world)
+        if self.loop.step % self.tc.log_every == 0 or self.loop.step == self.total_steps:
+            record = {"step": self.loop.step, "epoch": self.loop.epoch, **self.window.flush()}
+            record["lr"] = self.scheduler.get_last_lr()[0]
+            temperature = getattr(self.bridge.fusion, "temperature", None)  # Global Softmax's tau
+            if temperature is not None:
+                record["temperature"] = float(temperature.detach())
+            if self.logger:
+                self.logger.log(event="train", **record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", ex_s=f"{record['examples_per_s']:.1f}")
+
+    def _maybe_evaluate_and_save(self) -> None:
+        """Dev evaluation and checkpoints at their intervals (their time is not training time)."""
+        step, tc = self.loop.step, self.tc
+        if tc.eval_every and step % tc.eval_every == 0 and step < self.total_steps:
+            with self.window.paused():
+                self.evaluate_dev()
+        if tc.save_every and step % tc.save_every == 0 and step < self.total_steps:
+            with self.window.paused():
+                self.save_checkpoint()
+
+    # ------------------------------------------------------------------ the end
+    def _finish(self) -> TrainResult:
+        """Final dev evaluation, final/ and best/ bridges, summary.json; loads the best weights."""
+        self.evaluate_dev()
+        if self.main:
+            save_bridge(self.bridge, self.out / "final", extra=self._meta())
+            if self.tc.selection == "last":  # the reference: the last weights, no selection
+                self.loop.best_metric, self.loop.best_step = self.last_dev["dev_accuracy"], self.loop.step
+                save_bridge(self.bridge, self.out / "best", extra=self._meta(**self.last_dev))
+            plot_training(read_log(self.out / "log.jsonl"), self.out / "training.png")
+        best_dir = self.out / "best"
+        self.accelerator.wait_for_everyone()
+        if not (best_dir / "bridge.safetensors").is_file():
+            raise CheckpointError(f"training finished but no best bridge was written to {best_dir}")
+        load_bridge_weights(self.bridge, read_bridge_tensors(best_dir), str(best_dir))
+        summary = self._summary()
+        if self.main:
+            write_json(self.out / "summary.json", summary)
+            self.logger.log(event="end", **summary)
+            self.logger.close()
+        self.accelerator.wait_for_everyone()
+        return TrainResult(bridge=self.bridge, output_dir=self.out, best_dir=best_dir, summary=summary)
+
+    def _summary(self) -> dict[str, Any]:
+        tc, loop, seconds = self.tc, self.loop, self.window.train_seconds
+        trained = (loop.step - self.start_step) * tc.batch_size * tc.grad_accum * self.world
+        return {
+            "task": self.task.name,
+            "fusion": self.config.bridge.fusion,
+            "steps": loop.step,
+            "epochs": round(loop.step / self.steps_per_epoch, 3),
+            "best_step": loop.best_step,
+            "best_dev_accuracy": loop.best_metric,
+            "examples_seen": loop.examples_seen,
+            "batch_size": tc.batch_size * tc.grad_accum * self.world,
+            "lr": tc.lr,
+            "fusion_lr": tc.fusion_lr or tc.lr,
+            "train_examples": len(self.encoded),
+            "dev_examples": len(self.dev_data),
+            "dropped_overlap": self.train_data.report.dropped_overlap,
+            "train_seconds": round(seconds, 1),
+            "examples_per_second": round(trained / max(seconds, 1e-9), 2),
+            "world_size": self.world,
+            "device": str(self.accelerator.device),
+            "precision": accelerate_mixed_precision(tc.precision, self.accelerator.device),
+            "parameters": self.bridge.parameter_counts(),
+        }
 
 
 def train(
@@ -218,206 +436,6 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Train a bridge for ``config.task`` on English data; returns it with its best dev weights."""
-    tc = config.train
-    out = Path(tc.output_dir)
-    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
-    # Several processes without CUDA (e.g. `accelerate launch --multi_gpu --num_processes 2` on a CPU
-    # machine) must ask accelerate for multi-CPU (gloo) explicitly.
-    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision(tc.precision), kwargs_handlers=[ddp], cpu=multi_cpu
-    )
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    task = get_task(config.task)
-    check_output_dir(out, resume, overwrite)
-    set_seed(tc.seed)
-
-    # ---- data and model (every input is validated here, before anything is written)
-    train_data, dev_data = prepare_data(task, config)
-    with accelerator.main_process_first():  # built-in models are prepared once, by rank 0
-        base = base or load_base_models(config.bridge, device=accelerator.device)
-    torch.manual_seed(tc.seed)
-    bridge = build_bridge(config.bridge, device=accelerator.device, base=base)
-    if tc.compile:
-        compile_llm(bridge.llm)
-    encoded = encode_task_data(bridge, task, train_data)
-    _prepare_output_dir(out, resume, overwrite, accelerator)
-
-    # ---- schedule
-    def batches_for(epoch: int) -> list[list[int]]:
-        return epoch_batches(
-            encoded, tc.batch_size, tc.seed, epoch, rank, world, tc.grad_accum, tc.bucket_size
-        )
-
-    steps_per_epoch = len(batches_for(0)) // tc.grad_accum
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"{len(encoded)} training examples make no full optimizer step with batch_size={tc.batch_size}, "
-            f"grad_accum={tc.grad_accum} and {world} process(es)"
-        )
-    total_steps = tc.max_steps if tc.max_steps is not None else math.ceil(tc.epochs * steps_per_epoch)
-    params = [p for p in bridge.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    from transformers import get_cosine_schedule_with_warmup
-
-    scheduler = get_cosine_schedule_with_warmup(optimizer, round(tc.warmup_ratio * total_steps), total_steps)
-    model, optimizer = accelerator.prepare(bridge, optimizer)
-
-    # ---- resume
-    loop = ckpt.LoopState()
-    if resume:
-        loop = resume_latest(out, bridge, optimizer, scheduler, config, rank, log=_warn)
-    if main:
-        (out / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-    logger = RunLogger(out / "log.jsonl", tensorboard=tc.tensorboard) if main else None
-    if logger and not loop.step:
-        logger.log(
-            event="start",
-            train_examples=len(encoded),
-            dev_examples=len(dev_data),
-            total_steps=total_steps,
-            steps_per_epoch=steps_per_epoch,
-            world_size=world,
-            device=str(accelerator.device),
-            parameters=bridge.parameter_counts(),
-            data_report=train_data.report.to_dict(),
-        )
-
-    # ---- helpers
-    extra_meta = {"task": task.describe(), "run": str(out)}
-
-    def evaluate_dev() -> None:
-        if main:
-            model.eval()
-            scores = dev_accuracy(bridge, task, dev_data, config)
-            improved = loop.best_metric is None or scores["dev_accuracy"] > loop.best_metric
-            if improved:
-                loop.best_metric, loop.best_step = scores["dev_accuracy"], loop.step
-                save_bridge(bridge, out / "best", extra=extra_meta | {"step": loop.step, **scores})
-            logger.log(event="dev", step=loop.step, **scores, best=loop.best_metric, best_step=loop.best_step)
-            model.train()
-        accelerator.wait_for_everyone()
-
-    def save_checkpoint() -> None:
-        root = out / "checkpoints"
-        staging = root / f".step-{loop.step:06d}"
-        if main:
-            staging.mkdir(parents=True, exist_ok=True)
-        accelerator.wait_for_everyone()
-        try:
-            ckpt.save_state_files(staging, f"rng-rank{rank}", ckpt.rng_state())
-            accelerator.wait_for_everyone()
-            if main:
-                write_bridge_files(bridge, staging, extra=extra_meta | {"step": loop.step})
-                ckpt.save_state_files(staging, "optimizer", optimizer.state_dict())
-                ckpt.save_state_files(staging, "scheduler", scheduler.state_dict())
-                ckpt.write_loop_state(staging, loop, {"config": config.to_dict()})
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)  # a failed save leaves nothing half-written
-            raise
-        if main:
-            final = root / f"step-{loop.step:06d}"
-            if final.exists():
-                shutil.rmtree(final)
-            staging.rename(final)  # atomic: the checkpoint appears complete or not at all
-            ckpt.prune_checkpoints(out, tc.keep_checkpoints)
-        accelerator.wait_for_everyone()
-
-    # ---- the loop
-    model.train()
-    bar = tqdm(
-        total=total_steps, initial=loop.step, desc="train", unit="step", disable=not (main and progress)
-    )
-    window_loss, window_examples, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
-    train_time, start_step = 0.0, loop.step
-    while loop.step < total_steps:
-        batches = batches_for(loop.epoch)
-        loader = make_loader(
-            encoded, batches[loop.batch_in_epoch :], tc.num_workers, accelerator.device.type == "cuda"
-        )
-        for batch in loader:
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-            loop.batch_in_epoch += 1
-            sync = loop.batch_in_epoch % tc.grad_accum == 0
-            with accelerator.no_sync(model) if not sync else contextlib.nullcontext():
-                with accelerator.autocast():
-                    loss = model(**batch).loss
-                accelerator.backward(loss / tc.grad_accum)
-            window_loss += loss.item() / tc.grad_accum
-            window_examples += batch["input_ids"].shape[0] * world
-            window_tokens += world * int(batch["attention_mask"].sum() + batch["target_mask"].sum())
-            if not sync:
-                continue
-            if tc.max_grad_norm:
-                accelerator.clip_grad_norm_(params, tc.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loop.step += 1
-            loop.examples_seen += tc.batch_size * tc.grad_accum * world
-            bar.update(1)
-            if loop.step % tc.log_every == 0 or loop.step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                train_time += elapsed
-                steps_in_window = tc.log_every if loop.step % tc.log_every == 0 else loop.step % tc.log_every
-                record = {
-                    "step": loop.step,
-                    "epoch": loop.epoch,
-                    "loss": window_loss / max(steps_in_window, 1),
-                    "lr": scheduler.get_last_lr()[0],
-                    "examples_per_s": window_examples / elapsed,
-                    "tokens_per_s": window_tokens / elapsed,
-                }
-                if logger:
-                    logger.log(event="train", **record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", ex_s=f"{record['examples_per_s']:.1f}")
-                window_loss, window_examples, window_tokens = 0.0, 0, 0
-                window_start = time.perf_counter()
-            if tc.eval_every and loop.step % tc.eval_every == 0 and loop.step < total_steps:
-                evaluate_dev()
-                window_start = time.perf_counter()  # evaluation time is not training time
-            if tc.save_every and loop.step % tc.save_every == 0 and loop.step < total_steps:
-                save_checkpoint()
-                window_start = time.perf_counter()
-            if loop.step >= total_steps:
-                break
-        else:
-            loop.epoch += 1
-            loop.batch_in_epoch = 0
-    bar.close()
-
-    # ---- the end: final dev evaluation, final + best bridges, summary
-    evaluate_dev()
-    if main:
-        save_bridge(bridge, out / "final", extra=extra_meta | {"step": loop.step})
-    best_dir = out / "best"
-    accelerator.wait_for_everyone()
-    if not (best_dir / "bridge.safetensors").is_file():
-        raise CheckpointError(f"training finished but no best bridge was written to {best_dir}")
-    load_bridge_weights(bridge, read_bridge_tensors(best_dir), str(best_dir))
-    trained_steps = loop.step - start_step
-    summary = {
-        "task": task.name,
-        "fusion": config.bridge.fusion,
-        "steps": loop.step,
-        "epochs": round(loop.step / steps_per_epoch, 3),
-        "best_step": loop.best_step,
-        "best_dev_accuracy": loop.best_metric,
-        "train_examples": len(encoded),
-        "dev_examples": len(dev_data),
-        "dropped_overlap": train_data.report.dropped_overlap,
-        "train_seconds": round(train_time, 1),
-        "examples_per_second": round(
-            trained_steps * tc.batch_size * tc.grad_accum * world / max(train_time, 1e-9), 2
-        ),
-        "world_size": world,
-        "device": str(accelerator.device),
-        "precision": mixed_precision(tc.precision),
-        "parameters": bridge.parameter_counts(),
-    }
-    if main:
-        write_json(out / "summary.json", summary)
-        logger.log(event="end", **summary)
-        logger.close()
-    accelerator.wait_for_everyone()
-    return TrainResult(bridge=bridge, output_dir=out, best_dir=best_dir, summary=summary)
+    recipe = TrainRecipe(config, resume=resume, overwrite=overwrite, progress=progress)
+    recipe.setup(base)
+    return recipe.train()

@@ -3,10 +3,12 @@
 A checkpoint ``checkpoints/step-000120/`` holds
 
 * the bridge (``bridge.safetensors`` + ``bridge_config.json``, loadable on its own);
-* ``optimizer.safetensors`` / ``scheduler`` state: tensors in safetensors, the nested
-  structure around them in ``trainer_state.json`` (see :func:`flatten`);
-* ``rng-rank{r}.safetensors`` + JSON: every process's torch / CUDA / Python / NumPy RNG;
-* the loop position (step, epoch, batch within the epoch) and the best dev score so far.
+* ``optimizer.safetensors`` + ``optimizer.json`` (and the same for ``scheduler``): the
+  tensors in safetensors, the nested structure around them and the tensors' SHA-256 in the
+  JSON (see :func:`flatten`);
+* ``rng-rank{r}.safetensors`` + ``.json``: every process's torch / CUDA / Python / NumPy RNG;
+* ``trainer_state.json``: the loop position (step, epoch, batch within the epoch), the best
+  dev score so far and the run's config.
 
 It is written into a temporary folder and renamed into place, so a run killed at any
 moment leaves either the previous checkpoint or the new one, never half of one.

@@ -1,0 +1,50 @@
+"""Training curves of one run (``log.jsonl`` records): what each fusion did while it learned.
+
+Four panels over optimizer steps: training loss; English dev accuracy; the fusion's mean layer
+weights on dev (one line per encoder layer) with their normalised entropy; Global Softmax's
+temperature (when the fusion has one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layerbridge.report._plot import pyplot, save
+
+
+def plot_training(records: list[dict[str, Any]], path: Path) -> None:
+    """``training.png``: loss, dev accuracy, layer weights (+ entropy), temperature vs step."""
+    plt = pyplot()
+    train = [r for r in records if r.get("event") == "train"]
+    dev = [r for r in records if r.get("event") == "dev"]
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6), dpi=110)
+    (loss_ax, dev_ax), (weights_ax, temp_ax) = axes
+    loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], linewidth=1)
+    loss_ax.set_title("training loss (mean target-token NLL)", fontsize=9)
+    dev_ax.plot([r["step"] for r in dev], [100 * r["dev_accuracy"] for r in dev], marker="o")
+    dev_ax.set_title("English dev accuracy (%)", fontsize=9)
+    with_weights = [r for r in dev if r.get("layer_weights")]
+    if with_weights:
+        steps = [r["step"] for r in with_weights]
+        weights = np.asarray([r["layer_weights"] for r in with_weights])  # [E, L]
+        for layer in range(weights.shape[1]):
+            weights_ax.plot(steps, weights[:, layer], linewidth=1, label=f"layer {layer + 1}")
+        entropy = weights_ax.twinx()
+        entropy.plot(steps, [r["layer_entropy"] for r in with_weights], "k--", linewidth=1)
+        entropy.set_ylim(0, 1.05)
+        entropy.set_ylabel("entropy / log L (dashed)", fontsize=8)
+        weights_ax.legend(fontsize=5, ncol=2, loc="upper left")
+    weights_ax.set_title("mean layer weights on dev", fontsize=9)
+    temps = [r for r in train if "temperature" in r]
+    if temps:
+        temp_ax.plot([r["step"] for r in temps], [r["temperature"] for r in temps])
+        temp_ax.set_title("Global Softmax temperature tau", fontsize=9)
+    else:
+        temp_ax.set_axis_off()
+    for ax in (loss_ax, dev_ax, weights_ax, temp_ax):
+        ax.set_xlabel("optimizer step", fontsize=8)
+    fig.tight_layout()
+    save(fig, path)

@@ -1,0 +1,138 @@
+"""The training recipe trains each fusion as designed: parametrisations, inits, options, diagnostics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from layerbridge.checkpoint import read_tensors, save_bridge
+from layerbridge.config import EvalConfig, RunConfig, TrainConfig
+from layerbridge.data.encoded import Collator, EncodedExamples
+from layerbridge.data.types import Example
+from layerbridge.experiments.compare import run_comparison
+from layerbridge.modeling.fusion import TransformerSoftmaxFusion
+from layerbridge.training import TrainRecipe, train
+from tests.conftest import tiny_run_config
+from tests.test_bridge import PROMPTS
+
+QUICKSTART_LR = 1e-3  # configs/quickstart.yaml
+
+
+def _one_step_temperature_change(bridge) -> float:
+    """Relative change of tau in one optimizer step (the third: the first moves only w, since
+    softmax(tau * w) does not depend on tau while w = 0)."""
+    train = TrainConfig(lr=QUICKSTART_LR, warmup_ratio=0.0)
+    recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=train))
+    recipe.attach(bridge, total_steps=100)
+    examples = [Example({"text": p}, i % 2, f"x/{i}") for i, p in enumerate(PROMPTS)]
+    batch = Collator(EncodedExamples.build("{text}", examples, ["yes", "no"], bridge))(range(3))
+    bridge.train()
+    for _ in range(2):
+        recipe.train_step([batch])
+    before = float(bridge.fusion.temperature.detach())
+    recipe.train_step([batch])
+    return abs(float(bridge.fusion.temperature.detach()) - before) / before
+
+
+def test_one_step_moves_the_global_softmax_temperature_by_less_than_5_percent(make_bridge):
+    assert _one_step_temperature_change(make_bridge("bert", "global-softmax")) < 0.05
+    # the reference parametrisation tau = 100 + 1e5 t moves by up to ~1e5 * lr = 100 per step at this lr
+    reference = make_bridge("bert", "global-softmax", fusion_options={"parametrisation": "reference"})
+    assert _one_step_temperature_change(reference) > 0.2
+
+
+def test_transformer_softmax_layer_positions_have_the_reference_scale():
+    fusion = TransformerSoftmaxFusion(12, 384)  # e5-small's shape
+    assert 0.95 < float(fusion.layer_position.std()) < 1.05  # the reference's torch.randn(L, D)
+    old = TransformerSoftmaxFusion(12, 384, position_std=0.02)
+    assert 0.018 < float(old.layer_position.std()) < 0.022
+
+
+def test_fusion_learning_rate_is_its_own_parameter_group(make_bridge):
+    bridge = make_bridge("bert", "global-softmax")
+    recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=TrainConfig(lr=1e-3, fusion_lr=1e-2)))
+    recipe.attach(bridge, total_steps=10)
+    groups = {g["name"]: g for g in recipe.optimizer.param_groups}
+    assert {id(p) for p in groups["fusion"]["params"]} == {id(p) for p in bridge.fusion.parameters()}
+    assert groups["fusion"]["initial_lr"] == 1e-2 and groups["bridge"]["initial_lr"] == 1e-3
+    assert bridge.boundary in groups["bridge"]["params"]
+
+
+def test_encoder_dropout_option_keeps_the_frozen_encoder_in_train_mode(make_bridge):
+    assert not make_bridge("bert", "last").train().encoder.training
+    reference = make_bridge("bert", "last", encoder_dropout=True).train()
+    assert reference.encoder.training and not reference.llm.training
+    assert not any(p.requires_grad for p in reference.encoder.parameters())
+
+
+def test_two_identical_cpu_runs_give_bitwise_identical_bridges(tiny_dir, marker_task, tmp_path):
+    for name in ("a", "b"):
+        config = tiny_run_config(
+            tiny_dir, marker_task, tmp_path / name, max_steps=12, eval_every=6, save_every=0
+        )
+        train(
+            config.replace(bridge=config.bridge.replace(fusion="global-softmax", fusion_options={})),
+            progress=False,
+        )
+    for folder in ("best", "final"):
+        a, b = (read_tensors(tmp_path / n / folder / "bridge.safetensors") for n in ("a", "b"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), folder
+        files = [(tmp_path / n / folder / "bridge.safetensors").read_bytes() for n in ("a", "b")]
+        assert files[0] == files[1]
+
+
+def test_diagnostics_in_the_log_plots_and_last_epoch_selection(tiny_dir, marker_task, tmp_path):
+    config = tiny_run_config(
+        tiny_dir, marker_task, tmp_path / "run", max_steps=10, eval_every=5, save_every=0
+    )
+    config = config.replace(
+        bridge=config.bridge.replace(fusion="global-softmax", fusion_options={}),
+        train=config.train.replace(selection="last"),
+    )
+    result = train(config, progress=False)
+    records = [json.loads(line) for line in (result.output_dir / "log.jsonl").read_text().splitlines()]
+    dev = [r for r in records if r["event"] == "dev"]
+    assert [r["step"] for r in dev] == [5, 10]
+    for r in dev:
+        assert len(r["layer_weights"]) == 3 and sum(r["layer_weights"]) == pytest.approx(1, abs=1e-5)
+        assert 0 <= r["layer_entropy"] <= 1 and r["temperature"] > 0
+    assert all("temperature" in r for r in records if r["event"] == "train")
+    assert (result.output_dir / "training.png").stat().st_size > 10_000
+    # selection "last": best/ is the final weights, whatever dev said
+    best, final = (read_tensors(result.output_dir / f / "bridge.safetensors") for f in ("best", "final"))
+    assert all(torch.equal(best[k], final[k]) for k in final)
+    assert result.summary["best_step"] == 10
+
+
+def test_learning_rate_grid_chooses_per_fusion_on_english_dev(tiny_dir, marker_task, tmp_path):
+    config = tiny_run_config(
+        tiny_dir, marker_task, tmp_path / "unused", max_steps=20, eval_every=10, save_every=0
+    )
+    summary = run_comparison(
+        config, ["last"], [1], tmp_path / "cmp", EvalConfig(limit=20), lr_grid=[1e-5, 3e-3], progress=False,
+        log=lambda _: None,
+    )  # fmt: skip
+    chosen = summary["lr_selection"]["last"]
+    assert set(chosen["grid"]) == {"1e-05", "0.003"} and chosen["lr"] in (1e-5, 3e-3)
+    assert chosen["grid"][f"{chosen['lr']:g}"] == max(chosen["grid"].values())
+    run = RunConfig.from_file(tmp_path / "cmp" / "last" / "seed-1" / "config.yaml")
+    assert run.train.lr == chosen["lr"]  # the test-time run uses the chosen rate
+    assert summary["budget"]["last"]["steps"] == [20] and summary["budget"]["last"]["examples_seen"] == [160]
+
+
+def test_global_softmax_bridges_saved_with_the_reference_parametrisation_still_load(make_bridge, tmp_path):
+    from layerbridge.checkpoint import load_bridge
+
+    old = make_bridge("bert", "global-softmax", fusion_options={"parametrisation": "reference"})
+    with torch.no_grad():
+        old.fusion.t.fill_(2e-5)
+    folder = save_bridge(old, tmp_path / "old")
+    meta = json.loads((folder / "bridge_config.json").read_text())
+    meta["bridge"]["fusion_options"] = {}  # as written before the option existed
+    (folder / "bridge_config.json").write_text(json.dumps(meta))
+    loaded = load_bridge(folder, device="cpu")
+    assert loaded.fusion.parametrisation == "reference" and float(loaded.fusion.temperature) == pytest.approx(
+        102
+    )
