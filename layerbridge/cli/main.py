@@ -26,9 +26,10 @@ app.add_typer(models.app, name="models")
 
 def _register_commands() -> None:
     """Attach the job commands (imported lazily so ``--help`` stays fast)."""
-    from layerbridge.cli import jobs
+    from layerbridge.cli import harness, jobs
 
     jobs.register(app)
+    harness.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
