@@ -329,6 +329,7 @@ def quickstart_cmd(
     out_dir: Path = typer.Option(Path("runs/quickstart"), "--out", help="output folder"),
     steps: int = typer.Option(None, help="optimizer steps per bridge (batch 8) [default: the recipe's]"),
     limit: int = typer.Option(None, help="test examples per language [default: the recipe's]"),
+    seeds: str = typer.Option(None, help="comma-separated seeds, e.g. 1,2,3 [default: the recipe's]"),
     data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
 ) -> None:
     """Train a Transformer-Softmax bridge and a last-layer baseline on English news; test on en + si."""
@@ -339,7 +340,13 @@ def quickstart_cmd(
     console.print(
         "[bold]layerbridge quickstart[/bold]: e5-small + SmolLM2-135M, English BBC news -> Sinhala news"
     )
-    overrides = {k: v for k, v in {"steps": steps, "limit": limit}.items() if v is not None}
+    try:
+        seed_list = [int(v) for v in _csv(seeds) or []] or None
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    overrides = {
+        k: v for k, v in {"steps": steps, "limit": limit, "seeds": seed_list}.items() if v is not None
+    }
     summary = run_quickstart(
         out_dir, data_dir=str(data_dir) if data_dir else None, log=console.log, **overrides
     )

@@ -132,6 +132,7 @@ def budget(runs: dict[str, dict[int, dict]]) -> dict[str, Any]:
             "steps": [t.get("steps") for t in train_summaries],
             "examples_seen": [t.get("examples_seen") for t in train_summaries],
             "train_seconds": [t.get("train_seconds") for t in train_summaries],
+            "fusion_lr": [t.get("fusion_lr") for t in train_summaries],
         }
     return out
 

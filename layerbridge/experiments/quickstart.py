@@ -29,12 +29,16 @@ def run_quickstart(
     data_dir: str | None = None,
     progress: bool = True,
     log=print,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """Train both bridges, evaluate them, and return the comparison summary.
 
-    ``steps`` / ``limit`` override the recipe's optimizer steps and test examples per language.
+    ``steps`` / ``limit`` / ``seeds`` override the recipe's optimizer steps, test examples per
+    language and seeds.
     """
     recipe = quickstart_recipe()
+    if seeds:
+        recipe = recipe.replace(seeds=list(seeds))
     (task,) = recipe.task_names()
     config = recipe.run_config(task, data_dir)
     if steps is not None:

@@ -78,8 +78,10 @@ def budget_lines(summary: dict[str, Any]) -> list[str]:
             else "fixed"
         )
         seconds = sum(t or 0 for t in given["train_seconds"])
+        fusion_lr = (given.get("fusion_lr") or [None])[0]
+        own = f", fusion lr {fusion_lr:g}" if fusion_lr and fusion_lr != chosen["lr"] else ""
         lines.append(
-            f"- `{fusion}`: lr {chosen['lr']:g} ({how}); {given['steps'][0]} optimizer steps, "
+            f"- `{fusion}`: lr {chosen['lr']:g} ({how}){own}; {given['steps'][0]} optimizer steps, "
             f"{given['examples_seen'][0]} examples seen per seed; {seconds / 60:.1f} min training in all"
         )
     return [*lines, ""] if lines else []

@@ -31,9 +31,11 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
         steps = [r["step"] for r in with_weights]
         weights = np.asarray([r["layer_weights"] for r in with_weights])  # [E, L]
         for layer in range(weights.shape[1]):
-            weights_ax.plot(steps, weights[:, layer], linewidth=1, label=f"layer {layer + 1}")
+            weights_ax.plot(
+                steps, weights[:, layer], marker="o", markersize=3, linewidth=1, label=f"layer {layer + 1}"
+            )
         entropy = weights_ax.twinx()
-        entropy.plot(steps, [r["layer_entropy"] for r in with_weights], "k--", linewidth=1)
+        entropy.plot(steps, [r["layer_entropy"] for r in with_weights], "k--x", linewidth=1)
         entropy.set_ylim(0, 1.05)
         entropy.set_ylabel("entropy / log L (dashed)", fontsize=8)
         weights_ax.legend(fontsize=5, ncol=2, loc="upper left")

@@ -99,7 +99,7 @@ def fusion_diagnostics(bridge: Bridge, mean_weights) -> dict[str, Any]:
     0 = one layer), and Global Softmax's temperature."""
     weights = torch.as_tensor(mean_weights, dtype=torch.float64)
     p = weights / weights.sum().clamp_min(1e-12)
-    entropy = float(-(p * p.clamp_min(1e-12).log()).sum() / math.log(len(p))) if len(p) > 1 else 0.0
+    entropy = max(0.0, float(-(p * p.clamp_min(1e-12).log()).sum() / math.log(len(p)))) if len(p) > 1 else 0.0
     record: dict[str, Any] = {"layer_weights": [round(float(w), 6) for w in p], "layer_entropy": entropy}
     temperature = getattr(bridge.fusion, "temperature", None)
     if temperature is not None:
