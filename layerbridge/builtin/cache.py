@@ -19,6 +19,7 @@ from pathlib import Path
 
 from layerbridge.errors import ModelError
 from layerbridge.io import atomic_dir, sha256_file, write_json
+from layerbridge.runtime import quiet_transformers
 
 MANIFEST = "layerbridge-model.json"
 MANIFEST_VERSION = 1
@@ -232,7 +233,7 @@ def prepare(
     start = time.perf_counter()
     with atomic_dir(target) as tmp:
         say(f"{name}: converting {paths['model'].name} -> {target}")
-        _quiet_transformers()
+        quiet_transformers()
         model.convert(paths, tmp)
         write_json(
             tmp / MANIFEST,
@@ -260,10 +261,3 @@ def resolve_model(name_or_path: str, log: Callable[[str], None] | None = None) -
     if name_or_path in BUILTIN_MODELS:
         return str(prepare(name_or_path, log=log))
     return name_or_path
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
