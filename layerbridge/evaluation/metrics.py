@@ -154,6 +154,15 @@ def mcnemar_correct(right_a: Array, right_b: Array) -> dict[str, float]:
     return {"a_only": b, "b_only": c, "p_value": float(min(1.0, 2 * tail))}
 
 
+def normalised_entropy(weights: Array) -> float:
+    """H(p) / log L of the distribution p = w / sum(w) over L items: 1 = uniform, 0 = one item."""
+    p = np.asarray(weights, dtype=np.float64)
+    p = p / max(p.sum(), 1e-12)
+    if len(p) < 2:
+        return 0.0
+    return max(0.0, float(-(p * np.log(np.clip(p, 1e-12, None))).sum() / np.log(len(p))))
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (family-wise error control, any dependence).
 

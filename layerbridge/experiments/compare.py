@@ -115,7 +115,7 @@ def select_learning_rates(
             if not (folder / "summary.json").is_file():
                 run = _fusion_config(config.replace(train=config.train.replace(lr=lr)), fusion, seed, folder)
                 log(f"{fusion}: learning rate {lr:g} on English dev -> {folder}")
-                train(run, overwrite=True, base=base, progress=progress)
+                _train(run, folder, base, True, progress, log)
             dev[f"{lr:g}"] = json.loads((folder / "summary.json").read_text())["best_dev_accuracy"]
         best = max(grid, key=lambda lr: (dev[f"{lr:g}"], -lr))  # ties: the smaller learning rate
         selection[fusion] = {"lr": best, "grid": dev, "seed": seed}
@@ -137,6 +137,14 @@ def budget(runs: dict[str, dict[int, dict]]) -> dict[str, Any]:
     return out
 
 
+def _train(config: RunConfig, folder: Path, base, reuse: bool, progress: bool, log: Callable[[str], None]):
+    """Train one run into ``folder``: continue an interrupted one (``reuse``), else start afresh."""
+    resume = reuse and bool(checkpoint_dirs(folder))
+    if resume:
+        log(f"resuming {folder} from its latest checkpoint")
+    return train(config, resume=resume, overwrite=not resume, base=base, progress=progress)
+
+
 def train_and_test(
     config: RunConfig,
     task,
@@ -150,10 +158,8 @@ def train_and_test(
     log: Callable[[str], None],
 ) -> None:
     """One (fusion, seed): train (resuming an interrupted run), then evaluate once on test."""
-    run_config = _fusion_config(config, fusion, seed, folder)
-    resume = reuse and bool(checkpoint_dirs(folder))
-    log(f"{fusion} seed {seed}: training -> {folder}" + (" (resuming)" if resume else ""))
-    result = train(run_config, resume=resume, overwrite=not resume, base=base, progress=progress)
+    log(f"{fusion} seed {seed}: training -> {folder}")
+    result = _train(_fusion_config(config, fusion, seed, folder), folder, base, reuse, progress, log)
     log(f"{fusion} seed {seed}: best dev accuracy {result.summary['best_dev_accuracy']:.3f}; testing")
     evaluate(
         result.bridge,
@@ -241,6 +247,7 @@ def fusion_table(by_seed: dict[int, dict], languages: list[str], groups: dict[st
         weights = np.asarray([[r[lang]["layer_weights"] for lang in languages] for r in results])  # [S, N, L]
         table["layer_weights"] = dict(zip(languages, weights.mean(0).tolist(), strict=True))
         table["layer_weights_per_seed"] = weights.mean(1).tolist()
+        table["layer_entropy_per_seed"] = [metrics.normalised_entropy(w) for w in weights.mean(1)]
     return table
 
 

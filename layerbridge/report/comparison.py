@@ -111,9 +111,11 @@ def dominant_layers(summary: dict[str, Any]) -> list[str]:
         if fusion == "last" or not stats.get("layer_weights_per_seed"):
             continue
         cells = []
-        for seed, weights in zip(stats["seeds"], stats["layer_weights_per_seed"], strict=True):
+        per_seed = zip(
+            stats["seeds"], stats["layer_weights_per_seed"], stats["layer_entropy_per_seed"], strict=True
+        )
+        for seed, weights, entropy in per_seed:
             p = np.asarray(weights) / np.sum(weights)
-            entropy = float(-(p * np.log(np.clip(p, 1e-12, None))).sum() / np.log(len(p)))
             cells.append(f"seed {seed}: layer {int(p.argmax()) + 1} ({p.max():.2f}), entropy {entropy:.2f}")
         lines.append(f"- `{fusion}`: " + "; ".join(cells))
     return lines

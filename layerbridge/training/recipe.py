@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
@@ -97,10 +98,12 @@ def dev_accuracy(bridge: Bridge, task: Task, dev: TaskData, config: RunConfig) -
 def fusion_diagnostics(bridge: Bridge, mean_weights) -> dict[str, Any]:
     """Mean layer weights over real dev tokens, their normalised entropy H(w) / log L (1 = uniform,
     0 = one layer), and Global Softmax's temperature."""
-    weights = torch.as_tensor(mean_weights, dtype=torch.float64)
-    p = weights / weights.sum().clamp_min(1e-12)
-    entropy = max(0.0, float(-(p * p.clamp_min(1e-12).log()).sum() / math.log(len(p)))) if len(p) > 1 else 0.0
-    record: dict[str, Any] = {"layer_weights": [round(float(w), 6) for w in p], "layer_entropy": entropy}
+    p = np.asarray(mean_weights, dtype=np.float64)
+    p = p / max(p.sum(), 1e-12)
+    record: dict[str, Any] = {
+        "layer_weights": [round(float(w), 6) for w in p],
+        "layer_entropy": metrics.normalised_entropy(p),
+    }
     temperature = getattr(bridge.fusion, "temperature", None)
     if temperature is not None:
         record["temperature"] = float(temperature.detach())
@@ -222,7 +225,7 @@ class TrainRecipe:
         self.model, self.optimizer = self.accelerator.prepare(self.bridge, optimizer)
 
     def _setup_logging(self) -> None:
-        self.extra_meta = {"task": self.task.describe(), "run": str(self.out), "training": self._budget()}
+        self.extra_meta = {"task": self.task.describe(), "run": str(self.out)}
         self.logger = (
             RunLogger(self.out / "log.jsonl", tensorboard=self.tc.tensorboard) if self.main else None
         )
