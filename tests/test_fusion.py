@@ -98,6 +98,30 @@ def test_transformer_softmax_is_token_specific_and_ignores_padding(batch):
     torch.testing.assert_close(fused, fused2, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("heads,norm_first", [(1, False), (4, False), (2, True)])
+def test_transformer_softmax_cls_row_equals_the_whole_block(heads, norm_first):
+    """token_weights computes only the CLS row; the full block's CLS row is the known answer,
+    values and gradients (dropout off so both are deterministic)."""
+    torch.manual_seed(0)
+    fusion = TransformerSoftmaxFusion(L, D, num_heads=heads, ffn_dim=32, dropout=0.0, norm_first=norm_first)
+    with torch.no_grad():
+        fusion.cls.normal_()  # a non-zero CLS, as after training
+    x = torch.randn(7, L, D, requires_grad=True)
+    probe = torch.randn(7, L)
+    grads = []
+    for fn in (fusion.token_weights, fusion.token_weights_full):
+        fusion.zero_grad()
+        x.grad = None
+        out = fn(x)
+        (out * probe).sum().backward()
+        grads.append((out.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in fusion.named_parameters()}))
+    (fast, fast_x, fast_p), (full, full_x, full_p) = grads
+    torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fast_x, full_x, atol=1e-6, rtol=1e-4)
+    for name in full_p:
+        torch.testing.assert_close(fast_p[name], full_p[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
 def test_transformer_softmax_reference_hyperparameters():
     fusion = TransformerSoftmaxFusion(L, D)
     block = fusion.block

@@ -3,8 +3,9 @@
 This mirrors how public reference implementations of the method run one training step:
 
 * tokenise inside ``forward`` (encoder and LLM tokenizers, every step);
-* pad the batch to its longest prompt, and run the layer fusion on every position,
-  padding included (masked afterwards);
+* pad the batch to its longest prompt; the Transformer Softmax runs its whole block (all
+  L + 1 positions) on the real tokens, as the reference does, then the weighted sum runs on
+  every position, padding included (masked afterwards);
 * build the LLM input as [BOS; all T soft-prompt slots (holes at padding); boundary; targets]
   with padding masked by the attention mask;
 * compute LLM logits over the full vocabulary at every position, then the loss on the
@@ -30,12 +31,14 @@ from layerbridge.modeling.llm import position_ids_from_mask
 
 
 def _fuse_all_positions(bridge: Bridge, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Fusion computed on every position of the padded batch, padding included, then masked."""
+    """The reference's fusion: whole block on real tokens, weighted sum on every position, masked."""
     fusion = bridge.fusion
     if isinstance(fusion, TransformerSoftmaxFusion):
         batch, tokens, layers, dim = states.shape
         flat = states.reshape(batch * tokens, layers, dim)  # [B*T, L, D], padding included
-        beta = fusion.token_weights(flat).to(flat.dtype)  # [B*T, L]
+        real = mask.reshape(-1).bool()
+        beta = flat.new_zeros(batch * tokens, layers)
+        beta[real] = fusion.token_weights_full(flat[real]).to(flat.dtype)  # [N_real, L]
         fused = torch.einsum("nl,nld->nd", beta, flat).reshape(batch, tokens, dim)
         return fused * mask.unsqueeze(-1).to(fused.dtype)
     return fusion(states, mask)[0]

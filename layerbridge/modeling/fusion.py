@@ -131,7 +131,7 @@ class TransformerSoftmaxFusion(LayerFusion):
 
     The reference uses torch defaults: 1 head, feed-forward 2048, dropout 0.1, post-LN,
     d_model = D, and layer positions P ~ N(0, 1) (``position_std``). Only real (unpadded) tokens
-    are processed, all in one batch of shape [N_real, L + 1, D].
+    are processed, and of the block only the CLS row is computed (:meth:`token_weights`).
     """
 
     def __init__(
@@ -162,20 +162,77 @@ class TransformerSoftmaxFusion(LayerFusion):
         self.to_weights = nn.Linear(hidden_size, num_layers)
 
     def flops_per_token(self) -> float:
-        """Over L + 1 positions of width D with feed-forward width F, per real token:
-        projections 8 D^2, feed-forward 4 D F, attention 4 (L+1) D per position; head 2 D L;
-        the weighted sum 2 L D."""
+        """Forward FLOPs per real token of the CLS-row computation (:meth:`token_weights`), with
+        H heads over L + 1 positions of width D and feed-forward width F: scores and the weighted
+        mix 4 H (L+1) D, value and output projections 4 D^2, feed-forward 4 D F, head 2 D L,
+        and the final weighted sum 2 L D. (The full block, :meth:`token_weights_full`, would
+        cost (L+1) (8 D^2 + 4 D F) + ...: ~15x more at e5-small's shape.)"""
         positions, dim, ffn = self.num_layers + 1, self.hidden_size, self.block.linear1.out_features
-        per_position = 8 * dim * dim + 4 * dim * ffn + 4 * positions * dim
-        return float(positions * per_position + 2 * dim * self.num_layers + 2 * self.num_layers * dim)
+        heads = self.block.self_attn.num_heads
+        return float(4 * heads * positions * dim + 4 * dim * dim + 4 * dim * ffn + 4 * dim * self.num_layers)
+
+    def _sequence(self, layer_states: torch.Tensor) -> torch.Tensor:
+        """[CLS; h^(1) + P_1; ...; h^(L) + P_L]: layer_states [N, L, D] -> [N, L+1, D]."""
+        x = layer_states + self.layer_position.to(layer_states.dtype)  # [N, L, D]
+        return torch.cat([self.cls.to(x.dtype).expand(x.shape[0], -1, -1), x], dim=1)
+
+    def token_weights_full(self, layer_states: torch.Tensor) -> torch.Tensor:
+        """The definition, literally: the whole block over all L + 1 positions, then the CLS row.
+
+        layer_states [N, L, D] -> beta [N, L]. Kept as the known answer for
+        :meth:`token_weights` and as the reference design's cost in the benchmark.
+        """
+        x = self.block(self._sequence(layer_states))  # [N, L+1, D]
+        return torch.softmax(self.to_weights(x[:, 0]).float(), dim=-1)  # [N, L]
 
     def token_weights(self, layer_states: torch.Tensor) -> torch.Tensor:
-        """layer_states [N, L, D] (real tokens only) -> beta [N, L], rows sum to 1."""
-        n = layer_states.shape[0]
-        x = layer_states + self.layer_position.to(layer_states.dtype)  # [N, L, D]
-        x = torch.cat([self.cls.to(x.dtype).expand(n, -1, -1), x], dim=1)  # [N, L+1, D]
-        x = self.block(x)  # [N, L+1, D]
-        return torch.softmax(self.to_weights(x[:, 0]).float(), dim=-1)  # [N, L]
+        """beta [N, L] from layer_states [N, L, D] computing only the CLS row of the block.
+
+        Only the CLS output is read, and in one encoder layer a row's output depends on the
+        other rows only through its attention. With x_0 = CLS (the same for every token),
+        y = x (post-LN) or LN_1(x) (pre-LN), q = W_q y_0 + b_q and, per head h of width d,
+
+            s_{h,l} = q_h . (W_k y_l + b_k)_h / sqrt(d) = y_l . u_h + c_h,  u_h = W_{k,h}^T q_h / sqrt(d)
+
+        (c_h is the same for every l, so it cancels in the softmax over l), a = softmax_l(s),
+        dropped out as in the block, and the attention output
+
+            o_h = sum_l a_{h,l} (W_v y_l + b_v)_h = W_{v,h} (sum_l a_{h,l} y_l) + (sum_l a_{h,l}) b_{v,h}
+
+        so no position but CLS ever goes through W_q, W_k, W_v, the output projection or the
+        feed-forward: per token O(H (L+1) D + D^2 + D F) instead of O((L+1)(D^2 + D F)). Equal
+        to :meth:`token_weights_full` up to float rounding (a test checks it).
+        """
+        block, attn = self.block, self.block.self_attn
+        heads, dim = attn.num_heads, self.hidden_size
+        head_dim = dim // heads
+        x = self._sequence(layer_states)  # [N, L+1, D]
+        y = block.norm1(x) if block.norm_first else x  # [N, L+1, D]
+        w_q, w_k, w_v = attn.in_proj_weight.to(x.dtype).chunk(3)  # [D, D] each
+        b_q, _, b_v = attn.in_proj_bias.to(x.dtype).chunk(3)  # [D] each
+        y0 = self.cls.view(dim).to(x.dtype)  # [D]: the CLS row is the same for every token
+        y0 = block.norm1(y0) if block.norm_first else y0
+        q = (y0 @ w_q.T + b_q).view(heads, head_dim)  # [H, d]
+        u = torch.einsum("hd,hde->he", q, w_k.view(heads, head_dim, dim)) / math.sqrt(head_dim)  # [H, D]
+        scores = torch.einsum("nld,hd->nhl", y, u)  # [N, H, L+1]
+        a = nn.functional.dropout(torch.softmax(scores, dim=-1), attn.dropout, self.training)
+        mixed = torch.einsum("nhl,nld->nhd", a, y)  # [N, H, D]
+        o = torch.einsum("nhe,hde->nhd", mixed, w_v.view(heads, head_dim, dim))  # [N, H, d]
+        o = (o + a.sum(-1, keepdim=True) * b_v.view(heads, head_dim)).reshape(-1, dim)  # [N, D]
+        attended = block.dropout1(attn.out_proj(o))  # [N, D]
+        cls = x[:, 0]  # [N, D]
+        if block.norm_first:
+            h = cls + attended
+            h = h + self._feed_forward(block.norm2(h))
+        else:
+            h = block.norm1(cls + attended)
+            h = block.norm2(h + self._feed_forward(h))
+        return torch.softmax(self.to_weights(h).float(), dim=-1)  # [N, L]
+
+    def _feed_forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The block's feed-forward sublayer with its dropouts: [N, D] -> [N, D]."""
+        block = self.block
+        return block.dropout2(block.linear2(block.dropout(block.activation(block.linear1(h)))))
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(states)
