@@ -301,6 +301,13 @@ class TrainConfig(ConfigMixin):
     precision: str = "auto"
     #: batches are built from examples of similar length within windows of this many batches
     bucket_size: int = 50
+    #: each micro-batch runs as forward passes of similar length (data.batching.length_groups):
+    #: at most this many padded LLM positions per pass (null = by device: 1536 on CPU, no
+    #: limit on GPU; 0 = no limit) ...
+    max_pass_tokens: int | None = None
+    #: ... trading padding against this fixed cost per pass, in positions (null = by device:
+    #: 48 on CPU, never split for padding on GPU). The gradient is the batch's either way.
+    pass_cost: float | None = None
     num_workers: int = 0
     eval_batch_size: int = 32
     tensorboard: bool = False
@@ -312,8 +319,15 @@ class TrainConfig(ConfigMixin):
         for name in ("batch_size", "grad_accum", "eval_batch_size", "log_every", "bucket_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("eval_every", "save_every", "keep_checkpoints", "num_workers"):
-            if getattr(self, name) < 0:
+        for name in (
+            "eval_every",
+            "save_every",
+            "keep_checkpoints",
+            "num_workers",
+            "max_pass_tokens",
+            "pass_cost",
+        ):
+            if (getattr(self, name) or 0) < 0:
                 raise ConfigError(f"train.{name} must be 0 or more, got {getattr(self, name)}")
         for name in ("max_steps", "max_train_examples", "dev_limit"):
             value = getattr(self, name)

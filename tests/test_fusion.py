@@ -114,7 +114,9 @@ def test_transformer_softmax_cls_row_equals_the_whole_block(heads, norm_first):
         x.grad = None
         out = fn(x)
         (out * probe).sum().backward()
-        grads.append((out.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in fusion.named_parameters()}))
+        grads.append(
+            (out.detach(), x.grad.clone(), {n: p.grad.clone() for n, p in fusion.named_parameters()})
+        )
     (fast, fast_x, fast_p), (full, full_x, full_p) = grads
     torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast_x, full_x, atol=1e-6, rtol=1e-4)

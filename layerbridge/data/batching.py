@@ -8,6 +8,7 @@ batches, and the batch order is shuffled (seeded, so an epoch's order is reprodu
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -47,3 +48,36 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     """Batches of indices sorted by length, longest first (evaluation order)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def length_groups(lengths: Sequence[int], max_tokens: int | None, pass_cost: float) -> list[list[int]]:
+    """Split one batch into forward passes of similar length: row indices per pass.
+
+    Rows are sorted by length and cut into contiguous runs g minimising
+
+        sum_g (|g| * max_{i in g} len_i  +  pass_cost)          (padded positions + fixed cost)
+
+    subject to |g| * max len <= ``max_tokens`` (a row longer than that gets a pass of its own).
+    Exact dynamic programme over the sorted rows, O(B^2). ``pass_cost`` is what one extra pass
+    costs in token-equivalents: small on a CPU (work grows with positions), huge on a GPU
+    (where one wide pass is nearly free), so a GPU batch is only split to fit ``max_tokens``.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n = len(order)
+    pass_cost = min(pass_cost, 1e12)  # "never split" stays comparable: fewest passes first
+    best = [0.0] + [math.inf] * n  # best[j]: cost of the first j sorted rows
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        longest = lengths[order[j - 1]]  # sorted: the last row of a run is its longest
+        for i in range(j - 1, -1, -1):
+            size = j - i
+            if max_tokens is not None and size > 1 and size * longest > max_tokens:
+                break
+            cost = best[i] + size * longest + pass_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]

@@ -6,6 +6,7 @@ Training, evaluation, prediction and the benchmark all go through it::
       -> epoch_batches(...)      training order: length-bucketed, seeded, resumable mid-epoch
          sorted_batches(...)     evaluation order: longest first (data/batching.py)
       -> Collator(encoded)(indices) -> {input_ids, attention_mask [B, T]; target_ids, target_mask [B, M]}
+      -> split_batch(batch, length_groups(...))   forward passes of similar length (training step)
 
 The encoder side holds the filled prompt template, fitted to ``max_length`` without losing
 the template's end (:func:`~layerbridge.data.prompts.encode_prompt`); the LLM side holds each
@@ -94,6 +95,32 @@ class Collator:
             tids, tmask = pad_batch([d.target_ids[d.labels[i]] for i in indices], d.target_pad_id)  # [B, M]
             batch |= {"target_ids": tids, "target_mask": tmask}
         return batch
+
+
+def split_batch(
+    batch: dict[str, torch.Tensor], groups: Sequence[Sequence[int]]
+) -> list[dict[str, torch.Tensor]]:
+    """Rows ``groups`` of a collated batch, each re-padded to its own longest row.
+
+    Every [B, T] / [B, M] tensor is cut to the group's rows and its columns to the group's
+    longest mask (right padding), so a pass never computes the batch's padding.
+    """
+    parts = []
+    for rows in groups:
+        index = torch.as_tensor(rows, dtype=torch.long)
+        width = int(batch["attention_mask"][index].sum(1).max())
+        part = {
+            "input_ids": batch["input_ids"][index, :width],
+            "attention_mask": batch["attention_mask"][index, :width],
+        }
+        if "target_ids" in batch:
+            m = int(batch["target_mask"][index].sum(1).max())
+            part |= {
+                "target_ids": batch["target_ids"][index, :m],
+                "target_mask": batch["target_mask"][index, :m],
+            }
+        parts.append(part)
+    return parts
 
 
 def epoch_batches(

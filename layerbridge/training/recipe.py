@@ -36,7 +36,8 @@ from tqdm.auto import tqdm
 
 from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge
 from layerbridge.config import EvalConfig, RunConfig
-from layerbridge.data.encoded import EncodedExamples, epoch_batches, llm_positions, make_loader
+from layerbridge.data.batching import length_groups
+from layerbridge.data.encoded import EncodedExamples, epoch_batches, llm_positions, make_loader, split_batch
 from layerbridge.data.types import TaskData
 from layerbridge.errors import CheckpointError, ConfigError
 from layerbridge.evaluation import metrics
@@ -45,7 +46,7 @@ from layerbridge.io import write_json
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import BaseModels, build_bridge, check_bridge_config, load_base_models
 from layerbridge.report.training import plot_training
-from layerbridge.runtime import accelerate_mixed_precision, compile_llm
+from layerbridge.runtime import accelerate_mixed_precision, compile_llm, pass_plan
 from layerbridge.tasks import Task, get_task
 from layerbridge.training import state as ckpt
 from layerbridge.training.checkpointing import resume_latest, save_checkpoint
@@ -271,16 +272,36 @@ class TrainRecipe:
             return self.model(**batch).loss
 
     def train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> float:
-        """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss."""
+        """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss.
+
+        Each micro-batch runs as length-grouped passes (:meth:`passes`); pass p's loss is
+        weighted by its share of the micro-batch's target tokens, so the gradient is the
+        micro-batch's mean target-token NLL gradient whatever the split. Gradients are
+        synchronised across processes only at the last pass.
+        """
+        work = [(part, share) for batch in micro_batches for part, share in self.passes(batch)]
         total = 0.0
-        for i, batch in enumerate(micro_batches):
-            last = i == len(micro_batches) - 1
+        for i, (part, share) in enumerate(work):
+            last = i == len(work) - 1
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
-                loss = self.loss_step(batch)
-                self.accelerator.backward(loss / self.tc.grad_accum)
-            total += loss.item() / self.tc.grad_accum
+                loss = self.loss_step(part)
+                self.accelerator.backward(loss * (share / self.tc.grad_accum))
+            total += loss.item() * share / self.tc.grad_accum
         self.optimizer_step()
         return total
+
+    def passes(self, batch: dict[str, torch.Tensor]) -> list[tuple[dict[str, torch.Tensor], float]]:
+        """A collated micro-batch as forward passes of similar length, each with its share of
+        the batch's target tokens (:func:`~layerbridge.data.batching.length_groups`)."""
+        max_tokens, cost = pass_plan(self.accelerator.device, self.tc.max_pass_tokens, self.tc.pass_cost)
+        has_bos = self.bridge.bos_id is not None
+        enc, tgt = batch["attention_mask"].sum(1).tolist(), batch["target_mask"].sum(1).tolist()
+        lengths = [llm_positions(n, m, has_bos) for n, m in zip(enc, tgt, strict=True)]
+        groups = length_groups(lengths, max_tokens, cost)
+        if len(groups) == 1:
+            return [(batch, 1.0)]
+        targets = sum(tgt)
+        return [(part, float(part["target_mask"].sum()) / targets) for part in split_batch(batch, groups)]
 
     def optimizer_step(self) -> None:
         """Clip the gradient norm, step AdamW and the schedule, clear the gradients."""
