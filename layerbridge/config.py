@@ -305,6 +305,11 @@ class TrainConfig(ConfigMixin):
     #: at most this many padded LLM positions per pass (null = by device: 1536 on CPU, no
     #: limit on GPU; 0 = no limit) ...
     max_pass_tokens: int | None = None
+    #: read the frozen encoder's layer states from a disk cache shared by epochs, fusions and
+    #: seeds (modeling/state_cache.py; needs a frozen encoder without dropout)
+    encoder_cache: bool = False
+    #: where the cache files go (null: $LAYERBRIDGE_CACHE/encoder-states)
+    encoder_cache_dir: str | None = None
     #: ... trading padding against this fixed cost per pass, in positions (null = by device:
     #: 48 on CPU, never split for padding on GPU). The gradient is the batch's either way.
     pass_cost: float | None = None
@@ -356,6 +361,13 @@ class RunConfig(ConfigMixin):
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.encoder_cache and (not self.bridge.freeze_encoder or self.bridge.encoder_dropout):
+            raise ConfigError(
+                "train.encoder_cache needs a frozen, deterministic encoder: set bridge.freeze_encoder: "
+                "true and bridge.encoder_dropout: false, or train.encoder_cache: false"
+            )
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(_plain(self.to_dict()), sort_keys=False, allow_unicode=True)

@@ -9,11 +9,14 @@ import random
 import pytest
 import torch
 
-from layerbridge.config import RunConfig, TrainConfig
+from layerbridge.config import BridgeConfig, RunConfig, TrainConfig
 from layerbridge.data.batching import length_groups
 from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.data.types import Example
-from layerbridge.training import TrainRecipe
+from layerbridge.errors import ConfigError
+from layerbridge.modeling.state_cache import EncoderStateCache, cache_key, encoder_fingerprint
+from layerbridge.training import TrainRecipe, train
+from tests.conftest import tiny_run_config
 
 WORDS = [f"w{i}" for i in range(1, 12)]
 
@@ -82,7 +85,9 @@ def _gradients(bridge, batch, **train):
 
 @pytest.mark.parametrize("fusion", ["last", "global-softmax", "transformer-softmax"])
 def test_length_grouped_passes_give_the_batch_gradient(make_bridge, fusion):
-    bridge = make_bridge("bert", fusion, fusion_options={"dropout": 0.0} if fusion == "transformer-softmax" else {})
+    bridge = make_bridge(
+        "bert", fusion, fusion_options={"dropout": 0.0} if fusion == "transformer-softmax" else {}
+    )
     batch = _mixed_batch(bridge)
     bridge.train()
     one_loss, one, one_parts = _gradients(bridge, batch, max_pass_tokens=0, pass_cost=float("inf"))
@@ -93,3 +98,95 @@ def test_length_grouped_passes_give_the_batch_gradient(make_bridge, fusion):
     for name in one:
         torch.testing.assert_close(split[name], one[name], atol=1e-5, rtol=1e-4, msg=name)
 
+
+# ---------------------------------------------------------------- encoder-state cache
+def _encoded(bridge, texts=None, max_length=None):
+    texts = texts or ["w1 w2 w3", "w4", "w5 w6 w7 w8 w9 w10 w11", "w2 w2"]
+    examples = [Example({"text": t}, i % 2, f"x/{i}") for i, t in enumerate(texts)]
+    if max_length is not None:
+        bridge.config = bridge.config.replace(max_length=max_length)
+    return EncodedExamples.build("text : {text} label :", examples, ["yes", "no"], bridge)
+
+
+def test_encoder_cache_returns_exactly_what_the_encoder_computes(make_bridge, tmp_path):
+    bridge = make_bridge("bert", "global-softmax")
+    enc = _encoded(bridge)
+    cache = EncoderStateCache.load_or_build(
+        bridge.encoder, enc.prompt_ids, enc.prompt_pad_id, tmp_path, batch_size=1
+    )
+    with torch.no_grad():
+        for i, ids in enumerate(enc.prompt_ids):
+            alone = bridge.encoder(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0]
+            assert torch.equal(cache.example(i), alone)  # bitwise: same computation, stored as is
+        batch = Collator(enc)(range(len(enc)))
+        full = bridge.encoder(batch["input_ids"], batch["attention_mask"])
+    cached = Collator(enc, states=cache)(range(len(enc)))["encoder_states"]
+    torch.testing.assert_close(cached, full * batch["attention_mask"][..., None, None], atol=1e-6, rtol=1e-5)
+    # and the bridge gives the same loss from cached states as from its own encoder pass
+    plain = bridge(**batch).loss
+    from_cache = bridge(**batch, encoder_states=cached).loss
+    torch.testing.assert_close(from_cache, plain, atol=1e-6, rtol=1e-5)
+
+
+def test_encoder_cache_is_reused_and_never_stale(make_bridge, tmp_path):
+    bridge = make_bridge("bert", "last")
+    enc = _encoded(bridge)
+    first = EncoderStateCache.load_or_build(bridge.encoder, enc.prompt_ids, enc.prompt_pad_id, tmp_path)
+    # a second run (another fusion or seed) reads the file: the encoder is not called again
+    forward = bridge.encoder.forward
+    bridge.encoder.forward = lambda *a, **k: pytest.fail("encoder ran although the cache holds its states")
+    try:
+        again = EncoderStateCache.load_or_build(bridge.encoder, enc.prompt_ids, enc.prompt_pad_id, tmp_path)
+    finally:
+        bridge.encoder.forward = forward
+    assert again.path == first.path and torch.equal(again.example(2), first.example(2))
+    fingerprint = encoder_fingerprint(bridge.encoder)
+    # data, max length and tokenizer all reach the key through the token ids
+    other_data = _encoded(bridge, texts=["w1 w2 w3", "w4", "w5 w6 w7 w8 w9 w10 w11", "w2 w3"])
+    shorter = _encoded(make_bridge("bert", "last"), max_length=6)
+    other_tokenizer = _encoded(make_bridge("t5", "last"))
+    keys = {cache_key(fingerprint, e.prompt_ids) for e in (enc, other_data, shorter, other_tokenizer)}
+    assert len(keys) == 4 and cache_key(fingerprint, enc.prompt_ids) == first.key
+    # one changed encoder weight is a new fingerprint, a new file and new states
+    weight = next(
+        p for n, p in bridge.encoder.named_parameters() if n.endswith("attention.self.query.weight")
+    )
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight[0, 0] += 0.5
+        assert encoder_fingerprint(bridge.encoder) != fingerprint
+        changed = EncoderStateCache.load_or_build(bridge.encoder, enc.prompt_ids, enc.prompt_pad_id, tmp_path)
+        assert changed.path != first.path and not torch.equal(changed.example(0), first.example(0))
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert encoder_fingerprint(bridge.encoder) == fingerprint
+
+
+def test_encoder_cache_refuses_an_encoder_that_is_not_frozen_and_deterministic(tiny_dir):
+    with pytest.raises(ConfigError, match="encoder_cache needs a frozen, deterministic encoder"):
+        RunConfig(bridge=BridgeConfig(encoder_dropout=True), train=TrainConfig(encoder_cache=True))
+    with pytest.raises(ConfigError, match="encoder_cache needs"):
+        RunConfig(bridge=BridgeConfig(freeze_encoder=False), train=TrainConfig(encoder_cache=True))
+
+
+def test_training_with_the_encoder_cache_matches_training_without(tiny_dir, marker_task, tmp_path):
+    """Same data, seed and batches: the cached run's bridge equals the plain run's (float rounding
+    aside: cached states were computed in other batches), and its cache file is on disk."""
+    results = []
+    for cached in (False, True):
+        config = tiny_run_config(
+            tiny_dir,
+            marker_task,
+            tmp_path / f"run-{cached}",
+            max_steps=6,
+            eval_every=0,
+            save_every=0,
+            encoder_cache=cached,
+            encoder_cache_dir=str(tmp_path / "states"),
+        )
+        results.append(train(config, progress=False).bridge.bridge_state_dict())
+    assert list((tmp_path / "states").glob("*.safetensors"))
+    for name, plain in results[0].items():
+        torch.testing.assert_close(results[1][name], plain, atol=1e-5, rtol=1e-4, msg=name)

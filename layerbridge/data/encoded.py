@@ -77,15 +77,18 @@ class EncodedExamples:
 
 
 class Collator:
-    """Indices -> padded tensors {input_ids, attention_mask[, target_ids, target_mask]}.
+    """Indices -> padded tensors {input_ids, attention_mask[, target_ids, target_mask][, encoder_states]}.
 
     Targets are each example's own class target; ``targets=False`` leaves them out (inference,
-    where every class is scored).
+    where every class is scored). ``states`` (an encoder-state cache over the same examples,
+    :class:`~layerbridge.modeling.state_cache.EncoderStateCache`) adds their cached layer
+    states [B, T, L, D].
     """
 
-    def __init__(self, data: EncodedExamples, targets: bool = True) -> None:
+    def __init__(self, data: EncodedExamples, targets: bool = True, states=None) -> None:
         self.data = data
         self.targets = targets
+        self.states = states
 
     def __call__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         d = self.data
@@ -94,6 +97,8 @@ class Collator:
         if self.targets:
             tids, tmask = pad_batch([d.target_ids[d.labels[i]] for i in indices], d.target_pad_id)  # [B, M]
             batch |= {"target_ids": tids, "target_mask": tmask}
+        if self.states is not None:
+            batch["encoder_states"] = self.states.batch(indices)  # [B, T, L, D]
         return batch
 
 
@@ -157,15 +162,19 @@ class _Indexed(Dataset):
 
 
 def make_loader(
-    data: EncodedExamples, batches: list[list[int]], num_workers: int = 0, pin_memory: bool = False
+    data: EncodedExamples,
+    batches: list[list[int]],
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    states=None,
 ) -> DataLoader:
-    """A DataLoader over pre-built index batches, collated by :class:`Collator`."""
+    """A DataLoader over pre-built index batches, collated by :class:`Collator` (with ``states``)."""
     # A private generator: creating a DataLoader iterator draws a seed from its generator,
     # and drawing it from the global RNG would make a resumed run's dropout masks diverge.
     return DataLoader(
         _Indexed(data),
         batch_sampler=batches,
-        collate_fn=Collator(data),
+        collate_fn=Collator(data, states=states),
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=False,

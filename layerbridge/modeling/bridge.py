@@ -197,12 +197,22 @@ class Bridge(nn.Module):
 
     # ------------------------------------------------------------------ the pipeline
     def soft_prompt(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        encoder_states: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder -> fusion -> projector: [B, T] -> soft prompt [B, T, D_llm], weights [B, T, L]."""
-        grad = contextlib.nullcontext() if not self.config.freeze_encoder else torch.no_grad()
-        with grad:
-            states = self.encoder(input_ids, attention_mask)  # [B, T, L, D_enc]
+        """Encoder -> fusion -> projector: [B, T] -> soft prompt [B, T, D_llm], weights [B, T, L].
+
+        ``encoder_states`` [B, T, L, D_enc]: the frozen encoder's output for these ids, read from
+        the state cache (:mod:`layerbridge.modeling.state_cache`) instead of recomputed.
+        """
+        if encoder_states is not None:
+            states = encoder_states.to(self.device)
+        else:
+            grad = contextlib.nullcontext() if not self.config.freeze_encoder else torch.no_grad()
+            with grad:
+                states = self.encoder(input_ids, attention_mask)  # [B, T, L, D_enc]
         if not torch.is_autocast_enabled(states.device.type):
             states = states.to(self.boundary.dtype)
         fused, weights = self.fusion(states, attention_mask)  # [B, T, D_enc], [B, T, L]
@@ -266,9 +276,11 @@ class Bridge(nn.Module):
         attention_mask: torch.Tensor,
         target_ids: torch.Tensor,
         target_mask: torch.Tensor,
+        encoder_states: torch.Tensor | None = None,
     ) -> BridgeOutput:
-        """Prefix-LM loss. input_ids/attention_mask [B, T] (encoder), target_ids/mask [B, M] (LLM)."""
-        prompt, weights = self.soft_prompt(input_ids, attention_mask)
+        """Prefix-LM loss. input_ids/attention_mask [B, T] (encoder), target_ids/mask [B, M] (LLM);
+        ``encoder_states`` [B, T, L, D_enc] (optional) replaces the encoder's forward pass."""
+        prompt, weights = self.soft_prompt(input_ids, attention_mask, encoder_states)
         prefix, prefix_mask = self.build_prefix(prompt, attention_mask)  # [B, P, D], [B, P]
         width = prefix.shape[1]
         # y_M is never an input: [prefix; y_1 .. y_{M-1}] predicts y_1 .. y_M.

@@ -34,6 +34,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
+from layerbridge.builtin import cache_root
 from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.data.batching import length_groups
@@ -45,6 +46,7 @@ from layerbridge.evaluation.predict import predict_examples
 from layerbridge.io import write_json
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import BaseModels, build_bridge, check_bridge_config, load_base_models
+from layerbridge.modeling.state_cache import EncoderStateCache
 from layerbridge.report.training import plot_training
 from layerbridge.runtime import accelerate_mixed_precision, compile_llm, pass_plan
 from layerbridge.tasks import Task, get_task
@@ -164,6 +166,7 @@ class TrainRecipe:
         self.encoded = EncodedExamples.build(
             self.task.template, self.train_data.examples, self.task.label_strings, self.bridge
         )
+        self.use_encoder_cache(self.encoded)
         if self.main:  # only now, with every input validated, is anything written or replaced
             prepare_output_dir(self.out, self.resume, self.overwrite)
         self.accelerator.wait_for_everyone()
@@ -183,6 +186,22 @@ class TrainRecipe:
         if self.tc.compile:
             compile_llm(bridge.llm)
         return bridge
+
+    def use_encoder_cache(self, encoded: EncodedExamples) -> None:
+        """With ``train.encoder_cache``: the encoder's layer states of ``encoded``, read from the
+        disk cache or computed into it once (:mod:`layerbridge.modeling.state_cache`)."""
+        self.state_cache = None
+        if not self.tc.encoder_cache:
+            return
+        directory = self.tc.encoder_cache_dir or cache_root() / "encoder-states"
+        with self.accelerator.main_process_first():  # rank 0 writes the file, the others read it
+            self.state_cache = EncoderStateCache.load_or_build(
+                self.bridge.encoder,
+                encoded.prompt_ids,
+                encoded.prompt_pad_id,
+                directory,
+                self.tc.eval_batch_size,
+            )
 
     def attach(self, bridge: Bridge, total_steps: int) -> None:
         """Use an already built bridge without task data or run folder (the benchmark's setup)."""
@@ -343,7 +362,7 @@ class TrainRecipe:
         batches = self._epoch_batches(self.loop.epoch)[self.loop.batch_in_epoch :]
         pin = self.accelerator.device.type == "cuda"
         group: list[dict[str, torch.Tensor]] = []
-        for batch in make_loader(self.encoded, batches, self.tc.num_workers, pin):
+        for batch in make_loader(self.encoded, batches, self.tc.num_workers, pin, self.state_cache):
             group.append(batch)
             if len(group) == self.tc.grad_accum:
                 self.loop.batch_in_epoch += len(group)
