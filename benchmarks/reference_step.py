@@ -7,13 +7,15 @@ with the TransSM encoder) is not part of this repository; export it into the git
     git clone https://github.com/ThemiraChathumina/MultiLingualImprove /tmp/mli
     mkdir -p .reference/MultiLingualImprove
     git -C /tmp/mli archive ae18189 experiments | tar -x -C .reference/MultiLingualImprove
-    .venv/bin/python benchmarks/reference_step.py --all --batch-sizes 8 32 \
-        --out benchmarks/results/reference-step-cpu.jsonl
+    .venv/bin/python benchmarks/reference_step.py --reference .reference/MultiLingualImprove/experiments \
+        --batch-sizes 8 32 --out benchmarks/results/reference-step-cpu.jsonl
 
-Every variant runs in a fresh process (so its peak resident memory is its own) on the built-in
-pair (e5-small -> SmolLM2-135M), Transformer Softmax, linear projector, the same consecutive
-XNLI English training rows in the same order (no length bucketing: batch k is rows
-kB..kB+B-1), ``--warmup`` untimed then ``--steps`` timed steps, AdamW step included:
+All variants run on the built-in pair (e5-small -> SmolLM2-135M), Transformer Softmax, linear
+projector, the same consecutive XNLI English training rows in the same order (no length
+bucketing: batch k is rows kB..kB+B-1), ``--warmup`` untimed then ``--steps`` timed steps,
+AdamW step included. Timing: all variants in one process, taking turns step by step (a busy
+moment of the machine falls on all alike; ratios are per batch size). Peak memory: each
+variant alone in a fresh process (``ru_maxrss``, ``--memory-steps`` steps). Variants:
 
 * ``reference``: the paper's ``MPTModel.forward`` (tokenises inside, encoder in train mode,
   full TransSM block, full-vocabulary logits and Hugging Face's loss) + its AdamW + cosine
@@ -142,57 +144,85 @@ def layerbridge_step_fn(args, task, examples, variant: str):
     return naive if variant == "naive" else ours
 
 
-def run_variant(args) -> dict[str, Any]:
+def build_step(args, variant: str, task, examples):
     from layerbridge.builtin import resolve_model
-    from layerbridge.runtime import environment
 
+    if variant == "reference":
+        paths = {"encoder": resolve_model("e5-small"), "llm": resolve_model("smollm2-135m")}
+        return reference_step_fn(args, task, examples, paths)
+    return layerbridge_step_fn(args, task, examples, variant)
+
+
+def timed_steps(args, variants: list[str]) -> dict[str, list[float]]:
+    """Seconds per timed step of each variant; variants take turns step by step, so a slower or
+    busier moment of the machine falls on all of them alike."""
     torch.set_num_threads(args.threads or torch.get_num_threads())
     task, examples = load_rows(max(args.pool, args.batch * (args.warmup + args.steps)))
-    if args.variant == "reference":
-        paths = {"encoder": resolve_model("e5-small"), "llm": resolve_model("smollm2-135m")}
-        step = reference_step_fn(args, task, examples, paths)
-    else:
-        step = layerbridge_step_fn(args, task, examples, args.variant)
-    loaded = rss_gib()
-    times = []
+    steps = {v: build_step(args, v, task, examples) for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for k in range(args.warmup + args.steps):
         rows = examples[k * args.batch : (k + 1) * args.batch]
-        start = time.perf_counter()
-        step(rows)
-        if k >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return {
-        "variant": args.variant,
-        "batch": args.batch,
-        "precision": args.precision,
-        "step_ms": round(1000 * sum(times) / len(times), 1),
-        "step_ms_each": [round(1000 * t, 1) for t in times],
-        "rss_after_load_gib": round(loaded, 3),
-        "peak_rss_gib": round(rss_gib(), 3),
-        "environment": environment(),
-    }
+        for variant, step in steps.items():
+            start = time.perf_counter()
+            step(rows)
+            if k >= args.warmup:
+                times[variant].append(time.perf_counter() - start)
+    return times
+
+
+def run_variants(args) -> list[dict[str, Any]]:
+    """Timing of ``--variants`` (interleaved, one process); with ``--memory``, also the peak
+    resident memory of each variant alone in a fresh process (``--memory-steps`` steps)."""
+    from layerbridge.runtime import environment
+
+    times = timed_steps(args, args.variants)
+    results = []
+    for variant, seconds in times.items():
+        results.append({
+            "variant": variant,
+            "batch": args.batch,
+            "precision": args.precision,
+            "step_ms": round(1000 * sum(seconds) / len(seconds), 1),
+            "step_ms_each": [round(1000 * t, 1) for t in seconds],
+            "environment": environment(),
+        })  # fmt: skip
+    return results
+
+
+def peak_memory(args) -> dict[str, Any]:
+    """This process runs ``--memory-steps`` steps of one variant; its peak RSS."""
+    task, examples = load_rows(max(args.pool, args.batch * args.memory_steps))
+    step = build_step(args, args.variant, task, examples)
+    loaded = rss_gib()
+    for k in range(args.memory_steps):
+        step(examples[k * args.batch : (k + 1) * args.batch])
+    return {"rss_after_load_gib": round(loaded, 3), "peak_rss_gib": round(rss_gib(), 3)}
 
 
 def run_all(args) -> list[dict[str, Any]]:
-    """Each (batch, variant) in its own process; the lines are appended to ``--out``."""
+    """Per batch size: interleaved timing in one process, then each variant's memory in its own."""
     results = []
     for batch in args.batch_sizes:
-        for variant in args.variants:
-            cmd = [sys.executable, __file__, "--variant", variant, "--batch", str(batch)]
-            cmd += ["--warmup", str(args.warmup), "--steps", str(args.steps), "--precision", args.precision]
+        args.batch = batch
+        print(f"batch {batch}: timing {', '.join(args.variants)}", file=sys.stderr, flush=True)
+        rows = run_variants(args)
+        for row in rows:
+            cmd = [sys.executable, __file__, "--memory-of", row["variant"], "--batch", str(batch)]
+            cmd += ["--memory-steps", str(args.memory_steps), "--precision", args.precision]
             cmd += ["--max-length", str(args.max_length), "--pool", str(args.pool)]
             if args.reference:
                 cmd += ["--reference", args.reference]
-            print(f"batch {batch}: {variant}", file=sys.stderr, flush=True)
-            line = (
+            print(f"batch {batch}: memory of {row['variant']}", file=sys.stderr, flush=True)
+            out = (
                 subprocess.run(cmd, check=True, capture_output=True, text=True)
                 .stdout.strip()
                 .splitlines()[-1]
             )
-            results.append(json.loads(line))
+            row |= json.loads(out)
+            results.append(row)
             if args.out:
                 with open(args.out, "a", encoding="utf-8") as f:
-                    f.write(line + "\n")
+                    f.write(json.dumps(row) + "\n")
     return results
 
 
@@ -211,27 +241,26 @@ def table(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", help="the reference checkout's experiments/ folder")
-    parser.add_argument("--variant", choices=VARIANTS)
-    parser.add_argument("--all", action="store_true", help="run --variants x --batch-sizes, one process each")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 32])
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--memory-steps", type=int, default=3, help="steps of the separate memory runs")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--max-length", type=int, default=200)
     parser.add_argument("--pool", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", help="append result lines (JSON) to this file")
+    parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)  # one memory run
+    parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.all or args.variant is None:
-        if "reference" in args.variants and not args.reference:
-            parser.error("--reference is required to time the reference (or leave it out of --variants)")
-        print(table(run_all(args)))
+    if "reference" in (args.variants if args.memory_of is None else [args.memory_of]) and not args.reference:
+        parser.error("--reference is required to time the reference (or leave it out of --variants)")
+    if args.memory_of:
+        args.variant = args.memory_of
+        print(json.dumps(peak_memory(args)))
     else:
-        if args.variant == "reference" and not args.reference:
-            parser.error("--reference is required for --variant reference")
-        print(json.dumps(run_variant(args)))
+        print(table(run_all(args)))
 
 
 if __name__ == "__main__":

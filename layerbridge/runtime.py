@@ -5,10 +5,15 @@ One vocabulary for numeric precision everywhere (configs, CLI, benchmark)::
     auto | fp32 | bf16 | fp16        (float32 / bfloat16 / float16 are accepted as aliases)
 
 * the *weights* precision of the frozen base models (``BridgeConfig.dtype``):
-  ``auto`` = bf16 on a GPU that supports it, fp32 elsewhere;
+  ``auto`` = bf16 on a GPU that supports it and on a CPU with native bf16 (AMX or
+  AVX512-BF16), fp32 elsewhere — frozen weights held in the compute dtype, never re-cast;
 * the *compute* precision of training and evaluation (``TrainConfig.precision``,
-  ``EvalConfig.precision``): ``auto`` = bf16 autocast on a GPU (fp16 where bf16 is missing),
-  none (fp32) on the CPU.
+  ``EvalConfig.precision``): ``auto`` = bf16 autocast on a GPU (fp16 where bf16 is missing)
+  and on a native-bf16 CPU, none (fp32) on other CPUs, where bf16 is emulated and slower.
+
+Trainable parameters and optimizer state stay fp32 in every case. ``LAYERBRIDGE_CPU_BF16=0``
+(or ``1``) overrides the CPU detection — the test suite pins it to 0 so that its numbers do
+not depend on the machine; the bf16 path has tests of its own.
 """
 
 from __future__ import annotations
@@ -60,21 +65,36 @@ def _cuda_bf16(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AMX-BF16 or AVX512-BF16), unless
+    ``LAYERBRIDGE_CPU_BF16`` says otherwise (0 / 1)."""
+    override = os.environ.get("LAYERBRIDGE_CPU_BF16", "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    return bool({"amx_bf16", "avx512_bf16"} & set(cpu_flags()))
+
+
+def _bf16_device(device: torch.device) -> bool:
+    return _cuda_bf16(device) or (device.type == "cpu" and native_bf16_cpu())
+
+
 def weights_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """dtype of the frozen base models: ``auto`` -> bfloat16 on a bf16 GPU, float32 elsewhere."""
+    """dtype of the frozen base models: ``auto`` -> bfloat16 on a bf16 GPU or native-bf16 CPU,
+    float32 elsewhere."""
     precision = canonical_precision(precision, "dtype")
     if precision == "auto":
-        return torch.bfloat16 if _cuda_bf16(device) else torch.float32
+        return torch.bfloat16 if _bf16_device(device) else torch.float32
     return TORCH_DTYPES[precision]
 
 
 def compute_precision(precision: str, device: torch.device) -> str:
-    """Autocast precision: ``auto`` -> bf16 (fp16 without bf16) on CUDA, fp32 elsewhere."""
+    """Autocast precision: ``auto`` -> bf16 (fp16 without bf16) on CUDA, bf16 on a native-bf16
+    CPU, fp32 elsewhere."""
     precision = canonical_precision(precision)
     if precision == "auto":
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if _cuda_bf16(device) else "fp16"
+        if device.type == "cuda":
+            return "bf16" if _cuda_bf16(device) else "fp16"
+        return "bf16" if _bf16_device(device) else "fp32"
     return precision
 
 

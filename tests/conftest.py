@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Results must not depend on the machine running the suite: "auto" precision would pick bf16 on
+# a CPU with AMX / AVX512-BF16. The bf16 path is tested explicitly (tests/test_fast_paths.py).
+os.environ.setdefault("LAYERBRIDGE_CPU_BF16", "0")
+
 from layerbridge import BridgeConfig, build_bridge
 from layerbridge.modeling.builders import BaseModels, load_base_models
 from layerbridge.testing import make_tiny_bert, make_tiny_llama, make_tiny_t5

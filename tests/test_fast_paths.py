@@ -190,3 +190,47 @@ def test_training_with_the_encoder_cache_matches_training_without(tiny_dir, mark
     assert list((tmp_path / "states").glob("*.safetensors"))
     for name, plain in results[0].items():
         torch.testing.assert_close(results[1][name], plain, atol=1e-5, rtol=1e-4, msg=name)
+
+
+# ---------------------------------------------------------------- bf16 on the CPU
+@pytest.mark.parametrize(
+    "env,flags,expected",
+    [("", ["avx2", "fma"], "fp32"), ("", ["avx2", "amx_bf16"], "bf16"), ("", ["avx512_bf16"], "bf16"),
+     ("0", ["amx_bf16"], "fp32"), ("1", ["avx2"], "bf16")],
+)  # fmt: skip
+def test_auto_precision_is_bf16_exactly_where_the_cpu_has_native_bf16(monkeypatch, env, flags, expected):
+    from layerbridge import runtime
+
+    monkeypatch.setenv("LAYERBRIDGE_CPU_BF16", env)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: flags)
+    cpu = torch.device("cpu")
+    assert runtime.compute_precision("auto", cpu) == expected
+    assert runtime.weights_dtype("auto", cpu) == runtime.TORCH_DTYPES[expected]
+    assert runtime.compute_precision("fp32", cpu) == "fp32"  # an explicit choice always wins
+
+
+@pytest.mark.parametrize("fusion", ["last", "global-softmax", "transformer-softmax"])
+def test_bf16_cpu_path_matches_fp32_for_every_fusion(make_bridge, tiny_dir, fusion):
+    """Base weights held in bf16 + bf16 autocast (what auto picks on an AMX CPU) against fp32:
+    the same loss and label scores within bf16 tolerance; trainable weights stay fp32."""
+    from layerbridge.evaluation.predict import score_texts
+    from layerbridge.modeling.builders import build_bridge, load_base_models
+    from tests.test_bridge import LABELS, PROMPTS, _batch
+
+    fp32 = make_bridge("bert", fusion).eval()
+    config = fp32.config.replace(dtype="bf16")
+    bf16 = build_bridge(config, device="cpu", base=load_base_models(config, device="cpu")).eval()
+    bf16.load_state_dict(fp32.bridge_state_dict(), strict=False)
+    assert bf16.llm_dtype == torch.bfloat16 and next(bf16.encoder.parameters()).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in bf16.parameters() if p.requires_grad)
+    batch = _batch(fp32)
+    with torch.no_grad():
+        want = fp32(*batch).example_loss
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = bf16(*batch).example_loss
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.02)
+    want_scores = score_texts(fp32, PROMPTS, LABELS, precision="fp32")
+    got_scores = score_texts(bf16, PROMPTS, LABELS, precision="bf16")
+    torch.testing.assert_close(
+        torch.as_tensor(got_scores), torch.as_tensor(want_scores), atol=0.15, rtol=0.02
+    )

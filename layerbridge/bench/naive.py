@@ -82,9 +82,13 @@ def naive_loss(bridge: Bridge, prompts: Sequence[str], targets: Sequence[str]) -
         inputs_embeds=embeds, attention_mask=attention, position_ids=position_ids_from_mask(attention)
     ).logits  # [B, S, V]: full vocabulary, every position
     label_t = torch.stack(labels)
-    nll = F.cross_entropy(
-        logits[:, :-1].float().transpose(1, 2), label_t[:, 1:], reduction="none", ignore_index=-100
-    )
+    batch, width, vocab = logits.shape
+    nll = F.cross_entropy(  # over the flattened [B * (S-1), V] logits, as transformers' loss does
+        logits[:, :-1].reshape(-1, vocab).float(),
+        label_t[:, 1:].reshape(-1),
+        reduction="none",
+        ignore_index=-100,
+    ).view(batch, width - 1)
     valid = (label_t[:, 1:] != -100).float()
     return (nll * valid).sum(1) / valid.sum(1)
 

@@ -3,10 +3,9 @@
 For each model shape and batch size it measures, after warm-up steps,
 
 * training step time, examples/s, LLM tokens/s, peak memory and MFU of the training recipe's
-  own step (:meth:`TrainRecipe.train_step`: ``loss_step`` + backward + clipping + AdamW,
-  over length-bucketed batches from the one data path) and of the naive step
-  (:mod:`layerbridge.bench.naive`, then the same optimizer step) on random batches of the same
-  examples, and their ratio;
+  own step (:meth:`TrainRecipe.train_step`: length-grouped passes of ``loss_step`` + backward,
+  clipping, AdamW) and of the naive step (:mod:`layerbridge.bench.naive`, then the same
+  optimizer step), on the same random (unbucketed) batches, and their ratio;
 * label-scoring throughput (one cached prefix pass shared by all labels vs one full pass per
   label) and greedy-generation throughput.
 
@@ -35,7 +34,6 @@ from layerbridge.bench.hardware import (
 )
 from layerbridge.bench.naive import naive_label_scores, naive_loss
 from layerbridge.config import BridgeConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig
-from layerbridge.data.batching import bucketed_batches
 from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.evaluation.predict import predict_examples
 from layerbridge.modeling import flops
@@ -126,19 +124,17 @@ def _train_case(
     recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=TrainConfig(precision=cfg.precision)))
     recipe.attach(bridge, total_steps=n_steps)
     rng, n = random.Random(cfg.seed), len(data.encoded)
-    bucketed = bucketed_batches(data.encoded.lengths(), batch, cfg.seed, bucket_size=50, drop_last=True)
-    bucketed = bucketed[:n_steps]
-    random_batches = [rng.sample(range(n), batch) for _ in range(n_steps)]
+    batches = [rng.sample(range(n), batch) for _ in range(n_steps)]  # the same batches for both designs
     collate = Collator(data.encoded)
     bridge.train()
     reset_peak(device)
-    times = _time(lambda i: recipe.train_step([collate(bucketed[i])]), cfg.warmup, cfg.steps, device)
-    result: dict[str, Any] = {"batch": batch, "optimised": _measure(bridge, data, times, bucketed, peak)}
+    times = _time(lambda i: recipe.train_step([collate(batches[i])]), cfg.warmup, cfg.steps, device)
+    result: dict[str, Any] = {"batch": batch, "optimised": _measure(bridge, data, times, batches, peak)}
     result["optimised"]["peak_memory_gib"] = round(peak_memory(device), 3)
     if cfg.naive:
 
         def naive(i: int) -> None:
-            rows = random_batches[i]
+            rows = batches[i]
             with autocast(device, cfg.precision):
                 loss = naive_loss(
                     bridge, [data.prompts[j] for j in rows], [data.label_strings[j] for j in rows]
@@ -148,7 +144,7 @@ def _train_case(
 
         reset_peak(device)
         times = _time(naive, cfg.warmup, cfg.steps, device)
-        result["naive"] = _measure(bridge, data, times, random_batches, peak)
+        result["naive"] = _measure(bridge, data, times, batches, peak)
         result["naive"]["peak_memory_gib"] = round(peak_memory(device), 3)
         result["speedup"] = round(result["naive"]["step_ms"] / result["optimised"]["step_ms"], 2)
     bridge.eval()
