@@ -246,6 +246,12 @@ class EvalConfig(ConfigMixin):
     #: languages the encoder was pretrained on, for grouped reports (default: known for the
     #: XLM-R family, e.g. e5; unknown otherwise)
     covered_languages: list[str] | None = None
+    #: read the frozen encoder's layer states of the evaluation prompts from the disk cache
+    #: (modeling/state_cache.py): every later bridge (fusion, seed) on the same encoder and
+    #: data skips the encoder; computed in the same batches, so the scores are identical
+    encoder_cache: bool = False
+    #: where the cache files go (null: $LAYERBRIDGE_CACHE/encoder-states)
+    encoder_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("score", "generate"):

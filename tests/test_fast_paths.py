@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -234,3 +235,34 @@ def test_bf16_cpu_path_matches_fp32_for_every_fusion(make_bridge, tiny_dir, fusi
     torch.testing.assert_close(
         torch.as_tensor(got_scores), torch.as_tensor(want_scores), atol=0.15, rtol=0.02
     )
+
+
+@pytest.mark.parametrize("mode", ["score", "generate"])
+def test_evaluation_from_the_encoder_cache_is_identical(make_bridge, tmp_path, mode):
+    """Label scoring and generation read cached states computed in the evaluation's own batches:
+    the same numbers, bitwise; a second bridge on the same prompts never runs the encoder."""
+    from layerbridge.config import EvalConfig
+    from layerbridge.evaluation.predict import predict_examples
+
+    bridge = make_bridge("bert", "transformer-softmax")
+    examples = [
+        Example({"text": t}, i % 2, f"x/{i}") for i, t in enumerate(["w1 w2", "w3", "w4 w5 w6 w7", "w8 w9"])
+    ]
+    plain_config = EvalConfig(batch_size=3, mode=mode)
+    cached_config = plain_config.replace(encoder_cache=True, encoder_cache_dir=str(tmp_path))
+    args = (bridge, "text : {text} label :", examples, ["yes", "no"])
+    plain = predict_examples(*args, plain_config, progress=False)
+    cached = predict_examples(*args, cached_config, progress=False)
+    forward = bridge.encoder.forward
+    bridge.encoder.forward = lambda *a, **k: pytest.fail("encoder ran although its states are cached")
+    try:
+        again = predict_examples(*args, cached_config, progress=False)
+    finally:
+        bridge.encoder.forward = forward
+    for result in (cached, again):
+        assert (result.pred == plain.pred).all()
+        assert np.array_equal(result.layer_weight_sum, plain.layer_weight_sum)
+        if mode == "score":
+            assert np.array_equal(result.scores, plain.scores)
+        else:
+            assert result.texts == plain.texts

@@ -15,7 +15,8 @@ from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.data.types import Example
 from layerbridge.errors import DataError
 from layerbridge.modeling.bridge import Bridge
-from layerbridge.runtime import autocast
+from layerbridge.modeling.state_cache import EncoderStateCache, default_cache_dir
+from layerbridge.runtime import autocast, compute_precision
 
 
 @dataclass
@@ -93,7 +94,7 @@ def predict_encoded(
     pred = np.full(n, -1, dtype=np.int64)
     weight_sum, tokens = np.zeros(bridge.encoder.num_layers), 0
     max_new = max_new_tokens or max(len(c) for c in encoded.target_ids) + 2
-    collate = Collator(encoded, targets=False)
+    collate = Collator(encoded, targets=False, states=_state_cache(bridge, encoded, config))
     bar = tqdm(total=n, desc=desc, unit="ex", disable=not progress, leave=False)
     with torch.no_grad(), autocast(bridge.device, config.precision):
         for batch in sorted_batches(encoded.lengths(), config.batch_size):
@@ -115,6 +116,18 @@ def predict_encoded(
             bar.update(len(batch))
     bar.close()
     return Predictions(pred, scores, texts, weight_sum, tokens, greedy)
+
+
+def _state_cache(bridge: Bridge, encoded: EncodedExamples, config: EvalConfig) -> EncoderStateCache | None:
+    """The encoder-state cache of these prompts when ``config.encoder_cache`` asks for it (built
+    in the evaluation's own sorted batches, so cached and recomputed states are the same)."""
+    if not config.encoder_cache:
+        return None
+    directory = config.encoder_cache_dir or default_cache_dir()
+    precision = compute_precision(config.precision, bridge.device)
+    return EncoderStateCache.load_or_build(
+        bridge.encoder, encoded.prompt_ids, encoded.prompt_pad_id, directory, config.batch_size, precision
+    )
 
 
 def _decode(bridge: Bridge, token_ids: list[int]) -> str:

@@ -219,9 +219,18 @@ class Bridge(nn.Module):
         return self.projector(fused), weights  # [B, T, D_llm]
 
     @torch.no_grad()
-    def layer_weights(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def layer_weights(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        encoder_states: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Fusion weights only (encoder + fusion, no LLM): [B, T] -> [B, T, L], 0 on padding."""
-        states = self.encoder(input_ids, attention_mask)
+        states = (
+            self.encoder(input_ids, attention_mask)
+            if encoder_states is None
+            else encoder_states.to(self.device)
+        )
         if not torch.is_autocast_enabled(states.device.type):
             states = states.to(self.boundary.dtype)
         return self.fusion(states, attention_mask)[1]
@@ -299,13 +308,14 @@ class Bridge(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         candidates: Sequence[Sequence[int]],
+        encoder_states: torch.Tensor | None = None,
     ) -> LabelScores:
         """Log-probability of each candidate token sequence after the soft prompt.
 
         One prefix pass with a KV cache, then all K candidates continue from that cache in a
         single [B*K, M-1] pass (the first candidate token is scored from the prefix pass).
         """
-        prompt, weights = self.soft_prompt(input_ids, attention_mask)
+        prompt, weights = self.soft_prompt(input_ids, attention_mask, encoder_states)
         prefix, prefix_mask = self.build_prefix(prompt, attention_mask)  # [B, P, D], [B, P]
         cand_ids, cand_mask = self.pad_targets(candidates)  # [K, M]
         out = self.llm(
@@ -366,12 +376,16 @@ class Bridge(nn.Module):
 
     @torch.no_grad()
     def generate_ids(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int = 16
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        max_new_tokens: int = 16,
+        encoder_states: torch.Tensor | None = None,
     ) -> list[list[int]]:
         """Greedy decoding from the soft prompt; returns new token ids up to (without) EOS."""
         from transformers import GenerationConfig
 
-        prompt, _ = self.soft_prompt(input_ids, attention_mask)
+        prompt, _ = self.soft_prompt(input_ids, attention_mask, encoder_states)
         prefix, prefix_mask = self.build_prefix(prompt, attention_mask)
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,

@@ -4,7 +4,7 @@ With a frozen encoder in eval mode, ``states = encoder(prompt)`` [n, L, D] is a 
 of the encoder's weights and the prompt's token ids, so a run can compute it once and every
 later epoch, fusion or seed on the same prompts can read it instead of running the encoder::
 
-    key = sha256(encoder fingerprint, the exact token-id lists)
+    key = sha256(encoder fingerprint, compute precision, the exact token-id lists)
     fingerprint = sha256(layer selection, and every encoder tensor's name, dtype, shape, bytes)
 
 The token ids already carry the data, the prompt template, the tokenizer and ``max_length``,
@@ -30,8 +30,16 @@ from torch import nn
 from layerbridge.data.batching import pad_batch, sorted_batches
 from layerbridge.errors import ConfigError
 from layerbridge.modeling.encoder import LayerStackEncoder
+from layerbridge.runtime import autocast
 
 FORMAT = "layerbridge-encoder-states/1"
+
+
+def default_cache_dir() -> Path:
+    """``$LAYERBRIDGE_CACHE/encoder-states`` (the model cache's root, see builtin/cache.py)."""
+    from layerbridge.builtin import cache_root
+
+    return cache_root() / "encoder-states"
 
 
 def encoder_fingerprint(encoder: LayerStackEncoder) -> str:
@@ -43,9 +51,10 @@ def encoder_fingerprint(encoder: LayerStackEncoder) -> str:
     return digest.hexdigest()
 
 
-def cache_key(fingerprint: str, prompt_ids: Sequence[Sequence[int]]) -> str:
-    """sha256 of the encoder fingerprint and the exact token-id lists (order included)."""
-    digest = hashlib.sha256(f"{FORMAT}|{fingerprint}|{len(prompt_ids)}".encode())
+def cache_key(fingerprint: str, prompt_ids: Sequence[Sequence[int]], precision: str = "fp32") -> str:
+    """sha256 of the encoder fingerprint, the compute precision (autocast changes the states)
+    and the exact token-id lists (order included)."""
+    digest = hashlib.sha256(f"{FORMAT}|{fingerprint}|{precision}|{len(prompt_ids)}".encode())
     for ids in prompt_ids:
         digest.update(json.dumps(list(ids)).encode())
     return digest.hexdigest()
@@ -93,14 +102,16 @@ class EncoderStateCache:
         pad_id: int,
         directory: str | Path,
         batch_size: int = 32,
+        precision: str = "fp32",
     ) -> EncoderStateCache:
         """The cache file for these prompts under ``directory``: read if present, else computed
-        (encoder forward over length-sorted batches, no gradients) and written atomically."""
+        (encoder forward over length-sorted batches of ``batch_size``, no gradients, under the
+        autocast of ``precision``, a resolved compute precision) and written atomically."""
         check_cacheable(encoder)
-        key = cache_key(encoder_fingerprint(encoder), prompt_ids)
+        key = cache_key(encoder_fingerprint(encoder), prompt_ids, precision)
         path = Path(directory) / f"{key}.safetensors"
         if not path.exists():
-            states = compute_states(encoder, prompt_ids, pad_id, batch_size)
+            states = compute_states(encoder, prompt_ids, pad_id, batch_size, precision)
             offsets = torch.tensor([0] + [len(ids) for ids in prompt_ids]).cumsum(0)
             _write(path, {"states": states, "offsets": offsets}, {"format": FORMAT, "key": key})
         cache = cls(path)
@@ -122,7 +133,11 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
 
 @torch.no_grad()
 def compute_states(
-    encoder: LayerStackEncoder, prompt_ids: Sequence[Sequence[int]], pad_id: int, batch_size: int
+    encoder: LayerStackEncoder,
+    prompt_ids: Sequence[Sequence[int]],
+    pad_id: int,
+    batch_size: int,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """All prompts' layer states, packed in prompt order: [sum_i n_i, L, D]."""
     device = next(encoder.parameters()).device
@@ -132,7 +147,8 @@ def compute_states(
     out = None
     for rows in sorted_batches([len(ids) for ids in prompt_ids], batch_size):
         ids, mask = pad_batch([prompt_ids[i] for i in rows], pad_id)
-        states = encoder(ids.to(device), mask.to(device)).cpu()  # [B, T, L, D]
+        with autocast(device, precision):
+            states = encoder(ids.to(device), mask.to(device)).cpu()  # [B, T, L, D]
         if out is None:
             out = states.new_empty(offsets[-1], *states.shape[2:])  # [N_tokens, L, D]
         for row, i in enumerate(rows):

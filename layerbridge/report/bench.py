@@ -10,7 +10,8 @@ def bench_markdown(report: dict[str, Any]) -> str:
     dev = report["device"]
     lines = [
         f"**{dev['name']}** ({dev['type']}, {dev['torch_threads']} threads), torch {dev['torch']}, "
-        f"transformers {dev['transformers']}, precision `{report['precision']}`, "
+        f"transformers {dev['transformers']}, precision `{report['precision']}` "
+        f"(computes in {report.get('compute_precision', report['precision'])}), "
         f"{'torch.compile' if report.get('compiled') else 'eager'}; MFU peak: "
         f"{report['peak_flops'] / 1e12:.2f} TFLOP/s ({report['peak_source']}).",
         f"CPU flags: {', '.join(dev.get('cpu_flags') or []) or 'none reported'}.",

@@ -34,7 +34,6 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
-from layerbridge.builtin import cache_root
 from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.data.batching import length_groups
@@ -46,9 +45,9 @@ from layerbridge.evaluation.predict import predict_examples
 from layerbridge.io import write_json
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.builders import BaseModels, build_bridge, check_bridge_config, load_base_models
-from layerbridge.modeling.state_cache import EncoderStateCache
+from layerbridge.modeling.state_cache import EncoderStateCache, default_cache_dir
 from layerbridge.report.training import plot_training
-from layerbridge.runtime import accelerate_mixed_precision, compile_llm, pass_plan
+from layerbridge.runtime import accelerate_mixed_precision, compile_llm, compute_precision, pass_plan
 from layerbridge.tasks import Task, get_task
 from layerbridge.training import state as ckpt
 from layerbridge.training.checkpointing import resume_latest, save_checkpoint
@@ -87,7 +86,13 @@ def dev_accuracy(bridge: Bridge, task: Task, dev: TaskData, config: RunConfig) -
     """English dev accuracy / macro-F1 by label scoring (the model-selection metric), and what
     the fusion does on dev (:func:`fusion_diagnostics`)."""
     tc = config.train
-    eval_config = EvalConfig(split="dev", batch_size=tc.eval_batch_size, precision=tc.precision)
+    eval_config = EvalConfig(
+        split="dev",
+        batch_size=tc.eval_batch_size,
+        precision=tc.precision,
+        encoder_cache=tc.encoder_cache,
+        encoder_cache_dir=tc.encoder_cache_dir,
+    )
     preds = predict_examples(
         bridge, task.template, dev.examples, task.label_strings, eval_config, progress=False
     )
@@ -193,7 +198,8 @@ class TrainRecipe:
         self.state_cache = None
         if not self.tc.encoder_cache:
             return
-        directory = self.tc.encoder_cache_dir or cache_root() / "encoder-states"
+        directory = self.tc.encoder_cache_dir or default_cache_dir()
+        precision = compute_precision(self.tc.precision, self.accelerator.device)
         with self.accelerator.main_process_first():  # rank 0 writes the file, the others read it
             self.state_cache = EncoderStateCache.load_or_build(
                 self.bridge.encoder,
@@ -201,6 +207,7 @@ class TrainRecipe:
                 encoded.prompt_pad_id,
                 directory,
                 self.tc.eval_batch_size,
+                precision,
             )
 
     def attach(self, bridge: Bridge, total_steps: int) -> None:
