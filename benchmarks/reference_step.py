@@ -15,7 +15,7 @@ projector, the same consecutive XNLI English training rows in the same order (no
 bucketing: batch k is rows kB..kB+B-1), ``--warmup`` untimed then ``--steps`` timed steps,
 AdamW step included. Timing: all variants in one process, taking turns step by step (a busy
 moment of the machine falls on all alike; ratios are per batch size). Peak memory: each
-variant alone in a fresh process (``ru_maxrss``, ``--memory-steps`` steps). Variants:
+variant alone in a fresh process (its ``VmHWM``, ``--memory-steps`` steps). Variants:
 
 * ``reference``: the paper's ``MPTModel.forward`` (tokenises inside, encoder in train mode,
   full TransSM block, full-vocabulary logits and Hugging Face's loss) + its AdamW + cosine
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -46,7 +45,10 @@ VARIANTS = ("reference", "naive", "ours", "ours-cached")
 
 
 def rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
+    from layerbridge.bench.hardware import peak_memory
+
+    return peak_memory(torch.device("cpu"))
 
 
 def load_rows(pool: int) -> tuple[Any, list]:

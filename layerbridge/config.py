@@ -182,7 +182,7 @@ class BridgeConfig(ConfigMixin):
     #: start the LLM input with the LLM's BOS embedding when it has one
     use_bos: bool = True
     #: precision of the frozen base models (auto | fp32 | bf16 | fp16, see layerbridge.runtime);
-    #: "auto" = bf16 on a GPU that supports it, fp32 on CPU
+    #: "auto" = bf16 on a bf16 GPU or a native-bf16 CPU (held in the compute dtype), else fp32
     dtype: str = "auto"
     trust_remote_code: bool = False
 
@@ -241,7 +241,7 @@ class EvalConfig(ConfigMixin):
     batch_size: int = 32
     bootstrap: int = 1000
     seed: int = 0
-    #: "auto" = bf16 autocast on GPU, fp32 on CPU
+    #: "auto" = bf16 autocast on GPU and on a CPU with native bf16 (AMX / AVX512-BF16), else fp32
     precision: str = "auto"
     #: languages the encoder was pretrained on, for grouped reports (default: known for the
     #: XLM-R family, e.g. e5; unknown otherwise)
@@ -303,7 +303,7 @@ class TrainConfig(ConfigMixin):
     save_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
-    #: "auto" = bf16 autocast on GPU, fp32 on CPU; or fp32 / bf16 / fp16
+    #: "auto" = bf16 autocast on GPU and on a native-bf16 CPU, else fp32; or fp32 / bf16 / fp16
     precision: str = "auto"
     #: batches are built from examples of similar length within windows of this many batches
     bucket_size: int = 50

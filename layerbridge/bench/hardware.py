@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,16 +47,37 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _status_kib(field: str) -> int | None:
+    """A ``/proc/self/status`` field in KiB (Linux), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def peak_memory(device: torch.device) -> float:
-    """GiB: CUDA peak allocated since the last reset; on CPU the process's peak RSS so far."""
+    """GiB: CUDA peak allocated since the last reset; on CPU the process's peak resident set
+    since the last reset (Linux ``VmHWM``; elsewhere ``ru_maxrss``, which never resets and, in
+    a child process, starts from its parent's size)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
+    hwm = _status_kib("VmHWM")
+    if hwm is not None:
+        return hwm / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def reset_peak(device: torch.device) -> None:
+    """Start a new peak: CUDA allocator stats, or on Linux the process's ``VmHWM``
+    (``echo 5 > /proc/self/clear_refs``)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def describe_device(device: torch.device) -> dict[str, Any]:

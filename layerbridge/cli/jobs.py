@@ -401,7 +401,9 @@ def bench_cmd(
     steps: int = typer.Option(10, help="timed steps per case (after warm-up)"),
     warmup: int = typer.Option(3, help="untimed warm-up steps"),
     fusion: str = typer.Option("transformer-softmax"),
-    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16"),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 on GPU and native-bf16 CPUs, else fp32) | fp32 | bf16"
+    ),
     naive: bool = typer.Option(True, "--naive/--no-naive", help="also time the naive reference design"),
     eval_examples: int = typer.Option(64, help="examples for the label-scoring throughput"),
     eval_batch_size: int = typer.Option(16),
