@@ -100,7 +100,7 @@ def compute_precision(precision: str, device: torch.device) -> str:
 
 #: what one extra forward pass costs, in LLM positions, when a batch is split by length
 #: (:func:`layerbridge.data.batching.length_groups`). Measured on a 2-core EPYC with SmolLM2:
-#: forward + input-gradient backward = ~165 ms + ~3.3 ms per position, so ~48 positions; on a
+#: forward + input-gradient backward = ~165 ms + ~3 ms per position, so ~50 positions; on a
 #: GPU a wider pass is nearly free, so a batch is split only to fit the position limit.
 CPU_PASS_COST = 48.0
 #: positions per pass on the CPU: wider passes got slower per position (cache-bound) and hold
