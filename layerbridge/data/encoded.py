@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -76,6 +77,14 @@ class EncodedExamples:
         )
 
 
+class StateSource(Protocol):
+    """Where cached encoder states come from (modeling/state_cache.py)."""
+
+    def batch(self, indices: Sequence[int]) -> torch.Tensor:
+        """Right-padded [B, T, L, D] layer states of these examples."""
+        ...
+
+
 class Collator:
     """Indices -> padded tensors {input_ids, attention_mask[, target_ids, target_mask][, encoder_states]}.
 
@@ -85,7 +94,9 @@ class Collator:
     states [B, T, L, D].
     """
 
-    def __init__(self, data: EncodedExamples, targets: bool = True, states=None) -> None:
+    def __init__(
+        self, data: EncodedExamples, targets: bool = True, states: StateSource | None = None
+    ) -> None:
         self.data = data
         self.targets = targets
         self.states = states
