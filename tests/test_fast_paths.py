@@ -148,6 +148,9 @@ def test_encoder_cache_is_reused_and_never_stale(make_bridge, tmp_path):
     other_tokenizer = _encoded(make_bridge("t5", "last"))
     keys = {cache_key(fingerprint, e.prompt_ids) for e in (enc, other_data, shorter, other_tokenizer)}
     assert len(keys) == 4 and cache_key(fingerprint, enc.prompt_ids) == first.key
+    # so do the compute precision and the batching (each changes the float results)
+    assert cache_key(fingerprint, enc.prompt_ids, "bf16") != first.key
+    assert cache_key(fingerprint, enc.prompt_ids, batch_size=8) != first.key
     # one changed encoder weight is a new fingerprint, a new file and new states
     weight = next(
         p for n, p in bridge.encoder.named_parameters() if n.endswith("attention.self.query.weight")

@@ -4,7 +4,7 @@ With a frozen encoder in eval mode, ``states = encoder(prompt)`` [n, L, D] is a 
 of the encoder's weights and the prompt's token ids, so a run can compute it once and every
 later epoch, fusion or seed on the same prompts can read it instead of running the encoder::
 
-    key = sha256(encoder fingerprint, compute precision, the exact token-id lists)
+    key = sha256(encoder fingerprint, compute precision, batch size, the exact token-id lists)
     fingerprint = sha256(layer selection, and every encoder tensor's name, dtype, shape, bytes)
 
 The token ids already carry the data, the prompt template, the tokenizer and ``max_length``,
@@ -42,19 +42,37 @@ def default_cache_dir() -> Path:
     return cache_root() / "encoder-states"
 
 
+#: fingerprints already computed, by (name, storage, in-place version) of every tensor: hashing
+#: e5-small's weights takes ~1 s, and an evaluation asks once per language
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
 def encoder_fingerprint(encoder: LayerStackEncoder) -> str:
-    """sha256 over the layer selection and every tensor (name, dtype, shape, bytes) of the encoder."""
+    """sha256 over the layer selection and every tensor (name, dtype, shape, bytes) of the encoder.
+
+    Remembered per tensor identity and version (``Tensor._version`` counts in-place writes), so
+    a weight changed in place is hashed again.
+    """
+    state = sorted(encoder.state_dict().items())
+    identity = (encoder.include_embeddings, *((n, t.data_ptr(), t._version, t.dtype) for n, t in state))
+    if identity in _FINGERPRINTS:
+        return _FINGERPRINTS[identity]
     digest = hashlib.sha256(json.dumps({"include_embeddings": encoder.include_embeddings}).encode())
-    for name, tensor in sorted(encoder.state_dict().items()):
+    for name, tensor in state:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    _FINGERPRINTS[identity] = digest.hexdigest()
+    return _FINGERPRINTS[identity]
 
 
-def cache_key(fingerprint: str, prompt_ids: Sequence[Sequence[int]], precision: str = "fp32") -> str:
-    """sha256 of the encoder fingerprint, the compute precision (autocast changes the states)
-    and the exact token-id lists (order included)."""
-    digest = hashlib.sha256(f"{FORMAT}|{fingerprint}|{precision}|{len(prompt_ids)}".encode())
+def cache_key(
+    fingerprint: str, prompt_ids: Sequence[Sequence[int]], precision: str = "fp32", batch_size: int = 32
+) -> str:
+    """sha256 of the encoder fingerprint, the compute precision (autocast changes the states), the
+    batch size (batches are length-sorted, so it fixes each prompt's padding and thus the float
+    rounding) and the exact token-id lists (order included)."""
+    head = f"{FORMAT}|{fingerprint}|{precision}|{batch_size}|{len(prompt_ids)}"
+    digest = hashlib.sha256(head.encode())
     for ids in prompt_ids:
         digest.update(json.dumps(list(ids)).encode())
     return digest.hexdigest()
@@ -108,7 +126,7 @@ class EncoderStateCache:
         (encoder forward over length-sorted batches of ``batch_size``, no gradients, under the
         autocast of ``precision``, a resolved compute precision) and written atomically."""
         check_cacheable(encoder)
-        key = cache_key(encoder_fingerprint(encoder), prompt_ids, precision)
+        key = cache_key(encoder_fingerprint(encoder), prompt_ids, precision, batch_size)
         path = Path(directory) / f"{key}.safetensors"
         if not path.exists():
             states = compute_states(encoder, prompt_ids, pad_id, batch_size, precision)
