@@ -207,16 +207,28 @@ class Bridge(nn.Module):
         ``encoder_states`` [B, T, L, D_enc]: the frozen encoder's output for these ids, read from
         the state cache (:mod:`layerbridge.modeling.state_cache`) instead of recomputed.
         """
+        states = self.layer_states(input_ids, attention_mask, encoder_states)  # [B, T, L, D_enc]
+        fused, weights = self.fusion(states, attention_mask)  # [B, T, D_enc], [B, T, L]
+        return self.projector(fused), weights  # [B, T, D_llm]
+
+    def layer_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        encoder_states: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The encoder's layer states [B, T, L, D_enc] — ``encoder_states`` if given (the cache),
+        else computed (no gradients through a frozen encoder) — in the bridge's dtype unless
+        autocast decides."""
         if encoder_states is not None:
             states = encoder_states.to(self.device)
         else:
             grad = contextlib.nullcontext() if not self.config.freeze_encoder else torch.no_grad()
             with grad:
-                states = self.encoder(input_ids, attention_mask)  # [B, T, L, D_enc]
+                states = self.encoder(input_ids, attention_mask)
         if not torch.is_autocast_enabled(states.device.type):
             states = states.to(self.boundary.dtype)
-        fused, weights = self.fusion(states, attention_mask)  # [B, T, D_enc], [B, T, L]
-        return self.projector(fused), weights  # [B, T, D_llm]
+        return states
 
     @torch.no_grad()
     def layer_weights(
@@ -226,14 +238,7 @@ class Bridge(nn.Module):
         encoder_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Fusion weights only (encoder + fusion, no LLM): [B, T] -> [B, T, L], 0 on padding."""
-        states = (
-            self.encoder(input_ids, attention_mask)
-            if encoder_states is None
-            else encoder_states.to(self.device)
-        )
-        if not torch.is_autocast_enabled(states.device.type):
-            states = states.to(self.boundary.dtype)
-        return self.fusion(states, attention_mask)[1]
+        return self.fusion(self.layer_states(input_ids, attention_mask, encoder_states), attention_mask)[1]
 
     def build_prefix(
         self, prompt: torch.Tensor, attention_mask: torch.Tensor
