@@ -136,6 +136,19 @@ def test_transformer_softmax_reference_hyperparameters():
     assert fusion.to_weights.out_features == L
 
 
+def test_transformer_softmax_zero_head_starts_uniform_and_still_learns(batch):
+    states, mask = batch
+    fusion = TransformerSoftmaxFusion(L, D, ffn_dim=32, head_init="zeros")
+    fused, weights = fusion(states, mask)
+    real = mask.bool()
+    torch.testing.assert_close(weights[real], torch.full((int(real.sum()), L), 1 / L))
+    torch.testing.assert_close(fused[real], states[real].mean(1))  # the plain layer average
+    (fused * torch.randn_like(fused)).sum().backward()  # the head gets a gradient from the start
+    assert fusion.to_weights.weight.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="head_init"):
+        TransformerSoftmaxFusion(L, D, head_init="ones")
+
+
 @pytest.mark.parametrize("name", ["global-softmax", "transformer-softmax"])
 def test_fusion_parameters_receive_gradients(name, batch):
     states, mask = batch

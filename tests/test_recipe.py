@@ -98,7 +98,11 @@ def test_diagnostics_in_the_log_plots_and_last_epoch_selection(tiny_dir, marker_
     for r in dev:
         assert len(r["layer_weights"]) == 3 and sum(r["layer_weights"]) == pytest.approx(1, abs=1e-5)
         assert 0 <= r["layer_entropy"] <= 1 and r["temperature"] > 0
-    assert all("temperature" in r for r in records if r["event"] == "train")
+    train_records = [r for r in records if r["event"] == "train"]
+    assert train_records and all("temperature" in r for r in train_records)
+    for r in train_records:  # the fusion's weights over each log window's training tokens
+        assert len(r["layer_weights"]) == 3 and sum(r["layer_weights"]) == pytest.approx(1, abs=1e-5)
+        assert 0 <= r["layer_entropy"] <= 1 and 0 <= r["token_entropy"] <= r["layer_entropy"] + 1e-6
     assert (result.output_dir / "training.png").stat().st_size > 10_000
     # selection "last": best/ is the final weights, whatever dev said
     best, final = (read_tensors(result.output_dir / f / "bridge.safetensors") for f in ("best", "final"))

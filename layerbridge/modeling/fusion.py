@@ -130,8 +130,11 @@ class TransformerSoftmaxFusion(LayerFusion):
     """Token-wise layer weights from a one-layer transformer over the layer axis.
 
     The reference uses torch defaults: 1 head, feed-forward 2048, dropout 0.1, post-LN,
-    d_model = D, and layer positions P ~ N(0, 1) (``position_std``). Only real (unpadded) tokens
-    are processed, and of the block only the CLS row is computed (:meth:`token_weights`).
+    d_model = D, layer positions P ~ N(0, 1) (``position_std``), and torch's default init of the
+    head ``beta = softmax(W h_CLS + b)`` (``head_init="default"``). ``head_init="zeros"`` starts
+    W = 0, b = 0, i.e. every token at uniform weights 1/L, as Global Softmax starts: no layer is
+    preferred before the first gradient. Only real (unpadded) tokens are processed, and of the
+    block only the CLS row is computed (:meth:`token_weights`).
     """
 
     def __init__(
@@ -143,10 +146,13 @@ class TransformerSoftmaxFusion(LayerFusion):
         dropout: float = 0.1,
         norm_first: bool = False,
         position_std: float = 1.0,
+        head_init: str = "default",
     ) -> None:
         super().__init__(num_layers, hidden_size)
         if hidden_size % num_heads:
             raise ConfigError(f"hidden size {hidden_size} is not divisible by num_heads={num_heads}")
+        if head_init not in ("default", "zeros"):
+            raise ConfigError(f"head_init must be 'default' or 'zeros', got {head_init!r}")
         # P [L, D] ~ N(0, position_std^2): the reference's torch.randn(L, D) (std 1), on the scale
         # of the layer-normed states, so the CLS output can tell the layers apart (0.02 cannot)
         self.layer_position = nn.Parameter(torch.randn(num_layers, hidden_size) * position_std)
@@ -159,7 +165,10 @@ class TransformerSoftmaxFusion(LayerFusion):
             batch_first=True,
             norm_first=norm_first,
         )
-        self.to_weights = nn.Linear(hidden_size, num_layers)
+        self.to_weights = nn.Linear(hidden_size, num_layers)  # W [L, D], b [L]
+        if head_init == "zeros":
+            nn.init.zeros_(self.to_weights.weight)
+            nn.init.zeros_(self.to_weights.bias)
 
     def flops_per_token(self) -> float:
         """Forward FLOPs per real token of the CLS-row computation (:meth:`token_weights`), with

@@ -1,8 +1,10 @@
 """Training curves of one run (``log.jsonl`` records): what each fusion did while it learned.
 
 Four panels over optimizer steps: training loss; English dev accuracy; the fusion's mean layer
-weights on dev (one line per encoder layer) with their normalised entropy; Global Softmax's
-temperature (when the fusion has one).
+weights (one line per encoder layer) with their normalised entropy and the mean per-token entropy
+(how sharply each token picks layers) — over the training tokens of
+each log window, or on dev for logs that predate them; Global Softmax's temperature (when the
+fusion has one).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from layerbridge.report._plot import pyplot, save
 
 
 def plot_training(records: list[dict[str, Any]], path: Path) -> None:
-    """``training.png``: loss, dev accuracy, layer weights (+ entropy), temperature vs step."""
+    """``training.png``: loss, dev accuracy, layer weights (+ entropy), temperature vs step.
+
+    Layer weights: the training log windows' when recorded, else the dev evaluations'."""
     plt = pyplot()
     train = [r for r in records if r.get("event") == "train"]
     dev = [r for r in records if r.get("event") == "dev"]
@@ -26,7 +30,8 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     loss_ax.set_title("training loss (mean target-token NLL)", fontsize=9)
     dev_ax.plot([r["step"] for r in dev], [100 * r["dev_accuracy"] for r in dev], marker="o")
     dev_ax.set_title("English dev accuracy (%)", fontsize=9)
-    with_weights = [r for r in dev if r.get("layer_weights")]
+    with_weights = [r for r in train if r.get("layer_weights")] or [r for r in dev if r.get("layer_weights")]
+    where = "training tokens" if with_weights and with_weights[0]["event"] == "train" else "dev"
     if with_weights:
         steps = [r["step"] for r in with_weights]
         weights = np.asarray([r["layer_weights"] for r in with_weights])  # [E, L]
@@ -36,10 +41,12 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
             )
         entropy = weights_ax.twinx()
         entropy.plot(steps, [r["layer_entropy"] for r in with_weights], "k--x", linewidth=1)
+        if all("token_entropy" in r for r in with_weights):  # mean per-token entropy
+            entropy.plot(steps, [r["token_entropy"] for r in with_weights], "k:", linewidth=1.5)
         entropy.set_ylim(0, 1.05)
-        entropy.set_ylabel("entropy / log L (dashed)", fontsize=8)
+        entropy.set_ylabel("entropy / log L: of the mean (dashed), per token (dotted)", fontsize=7)
         weights_ax.legend(fontsize=5, ncol=2, loc="upper left")
-    weights_ax.set_title("mean layer weights on dev", fontsize=9)
+    weights_ax.set_title(f"mean layer weights on {where}", fontsize=9)
     temps = [r for r in train if "temperature" in r]
     if temps:
         temp_ax.plot([r["step"] for r in temps], [r["temperature"] for r in temps])

@@ -43,7 +43,7 @@ from layerbridge.errors import CheckpointError, ConfigError
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.predict import predict_examples
 from layerbridge.io import write_json
-from layerbridge.modeling.bridge import Bridge
+from layerbridge.modeling.bridge import Bridge, BridgeOutput
 from layerbridge.modeling.builders import BaseModels, build_bridge, check_bridge_config, load_base_models
 from layerbridge.modeling.state_cache import EncoderStateCache, default_cache_dir
 from layerbridge.report.training import plot_training
@@ -155,6 +155,7 @@ class TrainRecipe:
         self.out = Path(self.tc.output_dir)
         self.resume, self.overwrite, self.progress = resume, overwrite, progress
         self.loop = ckpt.LoopState()
+        self.layer_weight_sum: torch.Tensor | None = None  # [L + 2], training tokens since the last log
 
     # ------------------------------------------------------------------ setup
     def setup(self, base: BaseModels | None = None) -> None:
@@ -291,11 +292,12 @@ class TrainRecipe:
         return self.extra_meta | {"training": self._budget(), "step": self.loop.step, **more}
 
     # ------------------------------------------------------------------ one step
-    def loss_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Forward one micro-batch under the run's autocast: the mean target-token NLL."""
+    def loss_step(self, batch: dict[str, torch.Tensor]) -> BridgeOutput:
+        """Forward one micro-batch under the run's autocast: ``.loss`` is the mean target-token
+        NLL, ``.layer_weights`` what the fusion did."""
         batch = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
         with self.accelerator.autocast():
-            return self.model(**batch).loss
+            return self.model(**batch)
 
     def train_step(self, micro_batches: list[dict[str, torch.Tensor]]) -> float:
         """One optimizer step over ``grad_accum`` micro-batches; returns the mean loss.
@@ -310,11 +312,20 @@ class TrainRecipe:
         for i, (part, share) in enumerate(work):
             last = i == len(work) - 1
             with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
-                loss = self.loss_step(part)
-                self.accelerator.backward(loss * (share / self.tc.grad_accum))
-            total += loss.item() * share / self.tc.grad_accum
+                out = self.loss_step(part)
+                self.accelerator.backward(out.loss * (share / self.tc.grad_accum))
+            total += out.loss.item() * share / self.tc.grad_accum
+            self._add_layer_weights(out.layer_weights)
         self.optimizer_step()
         return total
+
+    def _add_layer_weights(self, weights: torch.Tensor) -> None:
+        """Add the fusion's weights beta [B, T, L] (0 on padding) of the window's real tokens:
+        their sum [L] and the sum of each token's entropy -sum_l beta_l log beta_l."""
+        w = weights.detach().float()
+        stats = torch.stack([(w.sum(-1) > 0).sum(), -torch.xlogy(w, w).sum()])  # tokens, sum of H
+        total = torch.cat([w.sum((0, 1)), stats])  # [L + 2]
+        self.layer_weight_sum = total if self.layer_weight_sum is None else self.layer_weight_sum + total
 
     def passes(self, batch: dict[str, torch.Tensor]) -> list[tuple[dict[str, torch.Tensor], float]]:
         """A collated micro-batch as forward passes of similar length, each with its share of
@@ -411,9 +422,12 @@ class TrainRecipe:
         if self.loop.step % self.tc.log_every == 0 or self.loop.step == self.total_steps:
             record = {"step": self.loop.step, "epoch": self.loop.epoch, **self.window.flush()}
             record["lr"] = self.scheduler.get_last_lr()[0]
-            temperature = getattr(self.bridge.fusion, "temperature", None)  # Global Softmax's tau
-            if temperature is not None:
-                record["temperature"] = float(temperature.detach())
+            if self.layer_weight_sum is not None:  # the fusion over the window's training tokens
+                *weights, tokens, entropy = self.layer_weight_sum.tolist()
+                record |= fusion_diagnostics(self.bridge, weights)
+                # per-token entropy / log L: 1 = each token mixes all layers, 0 = each picks one
+                record["token_entropy"] = entropy / max(tokens, 1) / math.log(max(len(weights), 2))
+                self.layer_weight_sum = None
             if self.logger:
                 self.logger.log(event="train", **record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", ex_s=f"{record['examples_per_s']:.1f}")
