@@ -136,19 +136,21 @@ def predict(
     model = _load(bridge, device, trust_remote_code)
     with torch.no_grad():
         preds = predict_examples(model, spec.template, examples, spec.label_strings, config, progress=False)
+
+    def name(index: int) -> str | None:
+        return spec.label_strings[index] if index >= 0 else None
+
     results = []
     for i in range(len(examples)):
-        label = spec.label_strings[preds.pred[i]] if preds.pred[i] >= 0 else None
-        if mode == "score":
+        record: dict[str, Any] = {"label": name(preds.pred[i])}
+        if preds.scores is not None:
             probs = preds.probabilities()[i]
-            results.append(
-                {
-                    "label": label,
-                    "probabilities": dict(zip(spec.label_strings, map(float, probs), strict=True)),
-                }
-            )
-        else:
-            results.append({"text": preds.texts[i], "label": label})
+            record["probabilities"] = dict(zip(spec.label_strings, map(float, probs), strict=True))
+        if preds.texts is not None:
+            record["text"] = preds.texts[i]
+        if preds.generated is not None:  # mode "both": the generation's label beside the scored one
+            record["generated_label"] = name(preds.generated[i])
+        results.append(record)
     return results
 
 

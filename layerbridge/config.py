@@ -232,7 +232,9 @@ class EvalConfig(ConfigMixin):
     #: languages to evaluate (default: the task's evaluation languages)
     languages: list[str] | None = None
     #: "score": pick the label string with the highest log-probability (default);
-    #: "generate": greedy generation, exact match against the label strings
+    #: "generate": greedy generation, exact match against the label strings (the paper's metric);
+    #: "both": label scoring as the main metric and generation beside it, from one scoring pass
+    #: (only examples whose greedy continuation is no label are actually generated)
     mode: str = "score"
     #: "sum" of label-token log-probs (= probability of generating the label), or "mean"
     score: str = "sum"
@@ -254,8 +256,8 @@ class EvalConfig(ConfigMixin):
     encoder_cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("score", "generate"):
-            raise ConfigError(f"unknown evaluation mode {self.mode!r}; choose score or generate")
+        if self.mode not in ("score", "generate", "both"):
+            raise ConfigError(f"unknown evaluation mode {self.mode!r}; choose score, generate or both")
         if self.score not in ("sum", "mean"):
             raise ConfigError(f"unknown score {self.score!r}; choose sum or mean")
         self.precision = canonical_precision(self.precision)

@@ -188,6 +188,12 @@ def test_errors_name_the_problem(make_bridge, monkeypatch):
         check_bridge_config(BridgeConfig(projector="conv"))
     with pytest.raises(ConfigError, match="unknown fusion 'average'"):
         check_bridge_config(BridgeConfig(fusion="average"))
+    # option names are checked before any model loads (values when the module is built)
+    with pytest.raises(ConfigError, match="bad fusion_options for 'last': unknown head_init"):
+        check_bridge_config(BridgeConfig(fusion="last", fusion_options={"head_init": "zeros"}))
+    with pytest.raises(ConfigError, match="unknown hidden .*it takes: .*hidden_dim"):
+        check_bridge_config(BridgeConfig(projector="mlp", projector_options={"hidden": 8}))
+    check_bridge_config(BridgeConfig(fusion="transformer-softmax", fusion_options={"head_init": "zeros"}))
     bridge = make_bridge("bert", "last")
     with pytest.raises(DataError, match="input text #1 is empty"):
         encode_texts(bridge, ["text : w1", "   "])

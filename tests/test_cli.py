@@ -100,6 +100,7 @@ def test_config_round_trip_and_overrides(tmp_path):
 BAD_COMMANDS = [
     (["train", "--fusion", "mean"], "unknown fusion 'mean'"),
     (["train", "--task", "mnli"], "unknown task 'mnli'"),
+    (["train", "--set", "bridge.fusion_options={heads: 2}"], "bad fusion_options for 'transformer-softmax'"),
     (["train", "--set", "train.lr=fast"], "train.lr must be a number"),
     (["train", "--set", "train.learning_rate=1"], "unknown key(s) learning_rate"),
     (["train", "-c", "/no/such/config.yaml"], "does not exist"),
@@ -179,3 +180,70 @@ def test_shipped_configs_parse():
         else:
             config = RunConfig.from_file(path)
             assert config.train.lr > 0, path
+
+
+def _marker_examples(n: int = 40):
+    import random
+
+    from layerbridge.data.types import Example
+    from tests.conftest import marker_example
+
+    rng = random.Random(7)
+    rows = [marker_example(rng) for _ in range(n)]
+    return [Example({"text": text}, int(label == "no"), f"m/{i}") for i, (text, label) in enumerate(rows)]
+
+
+def _count_generated(bridge, monkeypatch) -> list[int]:
+    rows: list[int] = []
+    original = bridge.generate_ids
+
+    def counting(input_ids, *args, **kwargs):
+        rows.append(input_ids.shape[0])
+        return original(input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(bridge, "generate_ids", counting)
+    return rows
+
+
+def _check_both_equals_score_and_generate(bridge, examples, monkeypatch) -> list[int]:
+    """Mode "both" = mode "score" (scores, predictions) + mode "generate" (texts, predictions)."""
+    from layerbridge.evaluation.predict import predict_examples
+
+    args = (bridge, "{text}", examples, ["yes", "no"])
+    scored = predict_examples(*args, EvalConfig(mode="score", batch_size=8), progress=False)
+    generated = predict_examples(*args, EvalConfig(mode="generate", batch_size=8), progress=False)
+    rows = _count_generated(bridge, monkeypatch)
+    both = predict_examples(*args, EvalConfig(mode="both", batch_size=8), progress=False)
+    assert (both.pred == scored.pred).all() and (both.scores == scored.scores).all()
+    assert (both.generated == generated.pred).all() and both.texts == generated.texts
+    assert (both.layer_weight_sum == scored.layer_weight_sum).all()
+    return rows
+
+
+def test_both_metrics_from_one_scoring_pass_match_each_mode_alone(trained, monkeypatch):
+    """A trained bridge's greedy continuation is mostly a label + EOS: those examples are not
+    generated at all, and the generation metric is still exactly what generating gives."""
+    bridge = api._load(trained / "best", "cpu", False)
+    examples = _marker_examples()
+    rows = _check_both_equals_score_and_generate(bridge, examples, monkeypatch)
+    assert sum(rows) < len(examples) // 2  # most answers came from the scoring pass
+
+
+def test_both_metrics_generate_where_no_label_is_the_greedy_continuation(make_bridge, monkeypatch):
+    bridge = make_bridge("bert", "transformer-softmax")  # untrained: no label is ever greedy
+    examples = _marker_examples(12)
+    rows = _check_both_equals_score_and_generate(bridge, examples, monkeypatch)
+    assert sum(rows) == len(examples)
+
+
+def test_eval_both_reports_the_two_metrics_side_by_side(trained, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", str(trained / "best"), "--limit", "20", "--mode", "both", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    en = results["languages"]["en"]
+    assert en["accuracy"] >= 0.8 and 0 <= en["generation"]["accuracy"] <= 1
+    assert en["generation"]["invalid"] == sum(
+        p < 0 for p in json.loads((out / "predictions.json").read_text())["en"]["generated"]
+    )
+    assert results["averages"]["all"]["generation_accuracy"] == en["generation"]["accuracy"]
+    assert "generation accuracy % [95% CI]" in (out / "results.md").read_text()

@@ -27,7 +27,7 @@ def comparison(tiny_dir, marker_task, tmp_path_factory):
         ["last", "global-softmax"],
         [1, 2],
         out,
-        EvalConfig(limit=30),
+        EvalConfig(limit=30, mode="both"),
         progress=False,
         log=lambda _: None,
     )
@@ -46,13 +46,17 @@ def test_comparison_tables_and_paired_tests(comparison):
     run = json.loads((out / "global-softmax" / "seed-2" / "eval" / "results.json").read_text())
     assert stats["accuracy_per_seed"][1] == run["languages"]["en"]["accuracy"]
     assert "| en | " in (out / "comparison.md").read_text()
+    # the generation metric (mode "both") beside label scoring, from the same runs
+    generation = summary["table"]["global-softmax"]["languages"]["en"]["generation"]
+    assert generation["accuracy_per_seed"][1] == run["languages"]["en"]["generation"]["accuracy"]
+    assert "Greedy generation, exact match" in (out / "comparison.md").read_text()
     # a second call reuses finished runs instead of retraining
     again = run_comparison(
         json_config(out),
         ["last", "global-softmax"],
         [1, 2],
         out,
-        EvalConfig(limit=30),
+        EvalConfig(limit=30, mode="both"),
         progress=False,
         log=lambda _: None,
     )

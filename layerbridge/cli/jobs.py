@@ -125,7 +125,9 @@ def eval_cmd(
     source: str = typer.Option("auto", help="auto | local | hub"),
     languages: str = typer.Option(None, help="comma-separated languages (default: all of the task)"),
     split: str = typer.Option("test", help="test | dev"),
-    mode: str = typer.Option("score", help="score (label scoring) | generate (exact match)"),
+    mode: str = typer.Option(
+        "score", help="score (label scoring) | generate (greedy, exact match) | both (side by side)"
+    ),
     limit: int = typer.Option(None, help="at most N examples per language (class-balanced)"),
     batch_size: int = typer.Option(32),
     bootstrap: int = typer.Option(1000, help="bootstrap resamples for the CIs"),

@@ -25,7 +25,16 @@ def language_metrics(
 ) -> dict[str, Any]:
     """Accuracy and macro-F1 (with bootstrap CIs), confusion matrix, invalid count, layer weights."""
     gold, pred = np.asarray(data.labels), predictions.pred
-    return {
+    generation = {}
+    if predictions.generated is not None:  # mode "both": the paper's metric beside label scoring
+        gen = predictions.generated
+        generation["generation"] = {
+            "accuracy": metrics.accuracy(gold, gen),
+            "accuracy_ci": list(metrics.accuracy_ci(gold, gen, config.bootstrap, config.seed)),
+            "macro_f1": metrics.macro_f1(gold, gen, num_classes),
+            "invalid": int(np.sum(gen < 0)),
+        }
+    return generation | {
         "n": len(gold),
         "accuracy": metrics.accuracy(gold, pred),
         "accuracy_ci": list(metrics.accuracy_ci(gold, pred, config.bootstrap, config.seed)),
@@ -42,10 +51,12 @@ def language_metrics(
 def average_metrics(
     per_language: dict[str, dict], pairs: dict[str, tuple], languages: list[str], config
 ) -> dict:
+    """Mean accuracy (bootstrap CI over each language's examples) and macro-F1 of ``languages``;
+    with generation results (mode "both"), their mean accuracy as ``generation_accuracy``."""
     chosen = [lang for lang in languages if lang in per_language]
     if not chosen:
         return {"languages": [], "accuracy": None, "accuracy_ci": None, "macro_f1": None}
-    return {
+    average = {
         "languages": chosen,
         "accuracy": float(np.mean([per_language[lang]["accuracy"] for lang in chosen])),
         "accuracy_ci": list(
@@ -53,6 +64,10 @@ def average_metrics(
         ),
         "macro_f1": float(np.mean([per_language[lang]["macro_f1"] for lang in chosen])),
     }
+    if all("generation" in per_language[lang] for lang in chosen):
+        accuracies = [per_language[lang]["generation"]["accuracy"] for lang in chosen]
+        average["generation_accuracy"] = float(np.mean(accuracies))
+    return average
 
 
 def evaluate(
@@ -121,6 +136,7 @@ def _prediction_record(data: TaskData, preds: Predictions) -> dict[str, Any]:
         "gold": list(data.labels),
         "pred": preds.pred.tolist(),
         **({"text": preds.texts} if preds.texts is not None else {}),
+        **({"generated": preds.generated.tolist()} if preds.generated is not None else {}),
     }
 
 

@@ -27,6 +27,7 @@ class Predictions:
     layer_weight_sum: np.ndarray  # [L] fusion weights summed over all real tokens
     token_count: int  # number of real tokens summed over
     greedy: np.ndarray | None = None  # [N, K] label k is the greedy continuation (score mode)
+    generated: np.ndarray | None = None  # [N] class by greedy generation + exact match (both mode)
 
     @property
     def mean_layer_weights(self) -> np.ndarray:
@@ -84,38 +85,72 @@ def predict_encoded(
     max_new_tokens: int | None = None,
 ) -> Predictions:
     """:func:`predict_examples` on already encoded examples; ``encoded.target_ids`` are the
-    candidates (one per label string)."""
+    candidates (one per label string).
+
+    Mode ``both`` gives both metrics from one scoring pass: ``pred`` by label scoring, and
+    ``generated`` / ``texts`` as greedy generation would give them. Each candidate is the
+    label's tokens + EOS, so when candidate k is the argmax at every one of its positions
+    (``greedy``), greedy decoding emits exactly label k and stops: its text is label k's
+    decoded tokens. Only the examples with no such candidate are generated.
+    """
     config = config or EvalConfig()
     bridge.eval()
+    scoring, generating = config.mode in ("score", "both"), config.mode in ("generate", "both")
     n, k = len(encoded), len(encoded.target_ids)
-    scores = np.zeros((n, k), dtype=np.float64) if config.mode == "score" else None
-    greedy = np.zeros((n, k), dtype=bool) if config.mode == "score" else None
-    texts: list[str] | None = [""] * n if config.mode == "generate" else None
+    scores = np.zeros((n, k), dtype=np.float64) if scoring else None
+    greedy = np.zeros((n, k), dtype=bool) if scoring else None
+    texts: list[str] | None = [""] * n if generating else None
     pred = np.full(n, -1, dtype=np.int64)
+    generated = np.full(n, -1, dtype=np.int64) if config.mode == "both" else None
     weight_sum, tokens = np.zeros(bridge.encoder.num_layers), 0
     max_new = max_new_tokens or max(len(c) for c in encoded.target_ids) + 2
+    label_texts = [_decode(bridge, ids) for ids in encoded.target_ids]  # what generating label k prints
     collate = Collator(encoded, targets=False, states=_state_cache(bridge, encoded, config))
     bar = tqdm(total=n, desc=desc, unit="ex", disable=not progress, leave=False)
     with torch.no_grad(), autocast(bridge.device, config.precision):
         for batch in sorted_batches(encoded.lengths(), config.batch_size):
             inputs = {key: t.to(bridge.device) for key, t in collate(batch).items()}
-            if config.mode == "score":
+            flags = None
+            if scoring:
                 out = bridge.score_candidates(**inputs, candidates=encoded.target_ids)
                 values = (out.total if config.score == "sum" else out.mean).float().cpu().numpy()
                 scores[batch], pred[batch] = values, values.argmax(1)  # type: ignore[index]
-                greedy[batch] = out.greedy.cpu().numpy()  # type: ignore[index]
+                greedy[batch] = flags = out.greedy.cpu().numpy()  # type: ignore[index]
                 weights = out.layer_weights
             else:
-                generated = bridge.generate_ids(**inputs, max_new_tokens=max_new)
-                for row, token_ids in zip(batch, generated, strict=True):
-                    texts[row] = _decode(bridge, token_ids)  # type: ignore[index]
-                    pred[row] = match_label(texts[row], label_strings)  # type: ignore[index]
                 weights = bridge.layer_weights(**inputs)
+            if generating:
+                batch_texts = _greedy_texts(bridge, inputs, flags, label_texts, max_new)
+                for row, text in zip(batch, batch_texts, strict=True):
+                    texts[row] = text  # type: ignore[index]
+                    (generated if scoring else pred)[row] = match_label(text, label_strings)  # type: ignore[index]
             weight_sum += weights.float().sum((0, 1)).cpu().numpy()
             tokens += int(inputs["attention_mask"].sum())
             bar.update(len(batch))
     bar.close()
-    return Predictions(pred, scores, texts, weight_sum, tokens, greedy)
+    return Predictions(pred, scores, texts, weight_sum, tokens, greedy, generated)
+
+
+def _greedy_texts(
+    bridge: Bridge,
+    inputs: dict[str, torch.Tensor],
+    flags: np.ndarray | None,
+    label_texts: Sequence[str],
+    max_new: int,
+) -> list[str]:
+    """What greedy generation prints for each row of a batch: label k's text where candidate k
+    (label + EOS) is the argmax at every position (``flags`` [B, K] from scoring; at most one k,
+    as no label + EOS is a prefix of another), else the decoded output of generating."""
+    rows = inputs["input_ids"].shape[0]
+    texts = (
+        [label_texts[int(f.argmax())] if f.any() else "" for f in flags] if flags is not None else [""] * rows
+    )
+    todo = [i for i in range(rows) if flags is None or not flags[i].any()]
+    if todo:
+        part = {key: t[todo] for key, t in inputs.items()}
+        for i, token_ids in zip(todo, bridge.generate_ids(**part, max_new_tokens=max_new), strict=True):
+            texts[i] = _decode(bridge, token_ids)
+    return texts
 
 
 def _state_cache(bridge: Bridge, encoded: EncodedExamples, config: EvalConfig) -> EncoderStateCache | None:

@@ -223,7 +223,8 @@ def _spread(values: list[float]) -> dict[str, Any]:
 
 
 def fusion_table(by_seed: dict[int, dict], languages: list[str], groups: dict[str, list[str]]) -> dict:
-    """One fusion over its seeds: per-language and per-group accuracy, and its layer weights."""
+    """One fusion over its seeds: per-language and per-group accuracy (and the generation metric's,
+    when the runs were evaluated in mode "both"), and its layer weights."""
     results = [run["results"]["languages"] for run in by_seed.values()]
     per_lang = {}
     for lang in languages:
@@ -237,6 +238,12 @@ def fusion_table(by_seed: dict[int, dict], languages: list[str], groups: dict[st
         | _spread([float(np.mean([r[x]["accuracy"] for x in langs])) for r in results])
         for name, langs in groups.items()
     }
+    if all("generation" in r[lang] for r in results for lang in languages):  # evaluated in mode "both"
+        for lang in languages:
+            per_lang[lang]["generation"] = _spread([r[lang]["generation"]["accuracy"] for r in results])
+        for name, langs in groups.items():
+            per_run = [float(np.mean([r[x]["generation"]["accuracy"] for x in langs])) for r in results]
+            averages[name]["generation"] = _spread(per_run)
     table = {
         "seeds": sorted(by_seed),
         "languages": per_lang,

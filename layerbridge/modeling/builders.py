@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from layerbridge.builtin import resolve_model
 from layerbridge.config import BridgeConfig
-from layerbridge.errors import ModelError
+from layerbridge.errors import ConfigError, ModelError
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.encoder import load_encoder_model
 from layerbridge.modeling.fusion import FUSIONS
@@ -30,9 +31,23 @@ class BaseModels:
 
 
 def check_bridge_config(config: BridgeConfig) -> None:
-    """Check the names the model registries resolve (fusion, projector) before anything loads."""
-    FUSIONS.get(config.fusion)  # a ConfigError naming the choices
-    PROJECTORS.get(config.projector)
+    """Check the names the model registries resolve (fusion, projector) and the names of their
+    options before anything loads (values are checked when the module is built)."""
+    checks = [
+        ("fusion", config.fusion, FUSIONS.get(config.fusion), config.fusion_options, 2),
+        ("projector", config.projector, PROJECTORS.get(config.projector), config.projector_options, 2),
+    ]
+    for kind, name, builder, options, positional in checks:  # positional: (L, D) / (in, out)
+        params = list(inspect.signature(builder).parameters.values())
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            continue
+        known = {p.name for p in params[positional:]}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"bad {kind}_options for {name!r}: unknown {', '.join(unknown)} "
+                f"(it takes: {', '.join(sorted(known)) or 'none'})"
+            )
 
 
 def load_tokenizer(path: str, trust_remote_code: bool):

@@ -55,7 +55,37 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
             sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
             row += f" | {_delta(sig)} (p={sig['p_value']:.3f})"
         lines.append(row + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + generation_lines(summary)) + "\n"
+
+
+def generation_lines(summary: dict[str, Any]) -> list[str]:
+    """The paper's metric beside ours (runs evaluated with ``mode: both``): greedy generation,
+    exact match against the label strings, accuracy (%) mean ± std over seeds."""
+    fusions, tables = summary["fusions"], summary["table"]
+    if not all("generation" in tables[f]["averages"].get("all", {}) for f in fusions):
+        return []
+
+    def cell(stats: dict) -> str:
+        return f"{100 * stats['accuracy_mean']:.1f} ± {100 * stats['accuracy_std']:.1f}"
+
+    lines = [
+        "",
+        "Greedy generation, exact match against the label strings (the paper's metric), accuracy (%) "
+        "mean ± std over the same runs; an output that is no label counts as wrong:",
+        "",
+        "| language | " + " | ".join(f"`{f}`" for f in fusions) + " |",
+        "|---|" + "---:|" * len(fusions),
+    ]
+    for lang in summary["languages"]:
+        lines.append(
+            f"| {lang} | "
+            + " | ".join(cell(tables[f]["languages"][lang]["generation"]) for f in fusions)
+            + " |"
+        )
+    for name in tables[fusions[0]]["averages"]:
+        cells = " | ".join(f"**{cell(tables[f]['averages'][name]['generation'])}**" for f in fusions)
+        lines.append(f"| **average ({name})** | {cells} |")
+    return lines
 
 
 def _delta(boot: dict[str, float]) -> str:

@@ -25,6 +25,7 @@ CSV_COLUMNS = [
     "macro_f1_lo",
     "macro_f1_hi",
     "invalid",
+    "generation_accuracy",  # mode "both" only
 ]
 
 
@@ -51,6 +52,7 @@ def csv_text(results: dict[str, Any]) -> str:
                 f"{r['macro_f1_ci'][0]:.6f}",
                 f"{r['macro_f1_ci'][1]:.6f}",
                 r["invalid"],
+                f"{r['generation']['accuracy']:.6f}" if "generation" in r else "",
             ]
         )
     for name, avg in results["averages"].items():
@@ -69,6 +71,7 @@ def csv_text(results: dict[str, Any]) -> str:
                     "",
                     "",
                     "",
+                    f"{avg['generation_accuracy']:.6f}" if "generation_accuracy" in avg else "",
                 ]
             )
     return out.getvalue()
@@ -80,28 +83,39 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def results_markdown(results: dict[str, Any]) -> str:
-    """Per-language accuracy / macro-F1 (%, 95% bootstrap CI) plus the group averages."""
+    """Per-language accuracy / macro-F1 (%, 95% bootstrap CI) plus the group averages; with
+    mode "both", the generation (exact-match) accuracy and its unmatched count beside them."""
+    both = all("generation" in r for r in results["languages"].values()) and results["languages"]
+    extra_head, extra_rule = (
+        (" generation accuracy % [95% CI] | no label |", "---|---:|") if both else ("", "")
+    )
     lines = [
         f"## {results['task']} — {results['split']} ({results['config']['mode']}, "
         f"fusion `{results['bridge'].get('fusion', '?')}`)",
         "",
-        "| language | n | accuracy % [95% CI] | macro-F1 % [95% CI] |",
-        "|---|---:|---|---|",
+        "| language | n | accuracy % [95% CI] | macro-F1 % [95% CI] |" + extra_head,
+        "|---|---:|---|---|" + extra_rule,
     ]
     for lang, r in results["languages"].items():
         mark = " *(low-resource)*" if r["low_resource"] else ""
-        lines.append(
+        row = (
             f"| {lang}{mark} | {r['n']} | {_pct(r['accuracy'])} [{_pct(r['accuracy_ci'][0])}, "
             f"{_pct(r['accuracy_ci'][1])}] | {_pct(r['macro_f1'])} [{_pct(r['macro_f1_ci'][0])}, "
             f"{_pct(r['macro_f1_ci'][1])}] |"
         )
+        if both:
+            gen = r["generation"]
+            lo, hi = gen["accuracy_ci"]
+            row += f" {_pct(gen['accuracy'])} [{_pct(lo)}, {_pct(hi)}] | {gen['invalid']} |"
+        lines.append(row)
     for name, avg in results["averages"].items():
         if avg["languages"]:
             lo, hi = avg["accuracy_ci"]
-            lines.append(
+            row = (
                 f"| **average ({name})** | | **{_pct(avg['accuracy'])}** [{_pct(lo)}, {_pct(hi)}] | "
                 f"{_pct(avg['macro_f1'])} |"
             )
+            lines.append(row + (f" **{_pct(avg.get('generation_accuracy'))}** | |" if both else ""))
     return "\n".join(lines) + "\n"
 
 
