@@ -21,6 +21,8 @@ variant alone in a fresh process (its ``VmHWM``, ``--memory-steps`` steps). Vari
   full TransSM block, full-vocabulary logits and Hugging Face's loss) + its AdamW + cosine
   schedule, exactly as its ``trainer.py`` steps (``.cuda()`` is a no-op on a CPU-only run, and
   its allow-list of model ids is widened to the built-in models; nothing else is changed);
+* ``reference-bf16``: the same with the whole model cast to bf16 (as its DeepSpeed bf16 run;
+  compare it with ``--precision bf16`` runs of ours);
 * ``ours``: :meth:`layerbridge.training.TrainRecipe.train_step` on the collated rows;
 * ``ours-cached``: the same step reading the encoder's layer states from the state cache
   (filled before timing, as after the first epoch);
@@ -41,7 +43,7 @@ from typing import Any
 
 import torch
 
-VARIANTS = ("reference", "naive", "ours", "ours-cached")
+VARIANTS = ("reference", "reference-bf16", "naive", "ours", "ours-cached")
 
 
 def rss_gib() -> float:
@@ -59,8 +61,9 @@ def load_rows(pool: int) -> tuple[Any, list]:
     return task, task.load("train", limit=pool, seed=0).examples
 
 
-def reference_step_fn(args, task, examples, paths: dict[str, str]):
-    """The paper's MPTModel + TransSM and its optimizer, as trainer.py runs one step."""
+def reference_step_fn(args, task, examples, paths: dict[str, str], bf16: bool = False):
+    """The paper's MPTModel + TransSM and its optimizer, as trainer.py runs one step (``bf16``:
+    the whole model cast to bf16 first)."""
     sys.path.insert(0, str(Path(args.reference).resolve()))
     if not torch.cuda.is_available():
         torch.Tensor.cuda = lambda self, *a, **k: self  # the reference hard-codes .cuda()
@@ -91,6 +94,8 @@ def reference_step_fn(args, task, examples, paths: dict[str, str]):
     }
     torch.manual_seed(0)
     model = MPTModel(config)
+    if bf16:
+        model.to(torch.bfloat16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, betas=[0.8, 0.999], eps=1e-8, weight_decay=3e-7, lr=3e-5)
     total = args.warmup + args.steps
@@ -149,9 +154,9 @@ def layerbridge_step_fn(args, task, examples, variant: str):
 def build_step(args, variant: str, task, examples):
     from layerbridge.builtin import resolve_model
 
-    if variant == "reference":
+    if variant.startswith("reference"):
         paths = {"encoder": resolve_model("e5-small"), "llm": resolve_model("smollm2-135m")}
-        return reference_step_fn(args, task, examples, paths)
+        return reference_step_fn(args, task, examples, paths, bf16=variant == "reference-bf16")
     return layerbridge_step_fn(args, task, examples, variant)
 
 
@@ -230,7 +235,7 @@ def run_all(args) -> list[dict[str, Any]]:
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown: step time, ratio to the reference at the same batch size, peak memory."""
-    ref = {r["batch"]: r["step_ms"] for r in results if r["variant"] == "reference"}
+    ref = {r["batch"]: r["step_ms"] for r in results if r["variant"].startswith("reference")}
     lines = ["| variant | batch | ms/step | reference / this | peak RSS (GiB) |", "|---|---:|---:|---:|---:|"]
     for r in results:
         ratio = f"{ref[r['batch']] / r['step_ms']:.2f}x" if r["batch"] in ref else "–"
@@ -256,7 +261,8 @@ def main() -> None:
     parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)  # one memory run
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if "reference" in (args.variants if args.memory_of is None else [args.memory_of]) and not args.reference:
+    chosen = args.variants if args.memory_of is None else [args.memory_of]
+    if any(v.startswith("reference") for v in chosen) and not args.reference:
         parser.error("--reference is required to time the reference (or leave it out of --variants)")
     if args.memory_of:
         args.variant = args.memory_of

@@ -227,6 +227,9 @@ def test_bf16_cpu_path_matches_fp32_for_every_fusion(make_bridge, tiny_dir, fusi
     bf16.load_state_dict(fp32.bridge_state_dict(), strict=False)
     assert bf16.llm_dtype == torch.bfloat16 and next(bf16.encoder.parameters()).dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in bf16.parameters() if p.requires_grad)
+    # bf16 weights on a CPU attend with the eager kernel (bf16 sdpa backward is slow there)
+    assert bf16.llm.config._attn_implementation == "eager"
+    assert fp32.llm.config._attn_implementation == "sdpa"
     batch = _batch(fp32)
     with torch.no_grad():
         want = fp32(*batch).example_loss

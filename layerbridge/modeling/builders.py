@@ -17,7 +17,7 @@ from layerbridge.modeling.encoder import load_encoder_model
 from layerbridge.modeling.fusion import FUSIONS
 from layerbridge.modeling.llm import load_llm_model
 from layerbridge.modeling.projector import PROJECTORS
-from layerbridge.runtime import quiet_transformers, resolve_device, weights_dtype
+from layerbridge.runtime import attention_kernel, quiet_transformers, resolve_device, weights_dtype
 
 
 @dataclass
@@ -84,7 +84,8 @@ def load_base_models(
     encoder, encoder_tokenizer = load_encoder(config.encoder, device, config.dtype, trust, log=log)
     dev = resolve_device(device)
     llm_path = resolve_model(config.llm, log=log)
-    llm = load_llm_model(llm_path, weights_dtype(config.dtype, dev), trust).to(dev)
+    dtype = weights_dtype(config.dtype, dev)
+    llm = load_llm_model(llm_path, dtype, trust, attention_kernel(dev, dtype)).to(dev)
     return BaseModels(encoder, encoder_tokenizer, llm, load_tokenizer(llm_path, trust))
 
 

@@ -10,12 +10,18 @@ from torch import nn
 from layerbridge.errors import ModelError
 
 
-def load_llm_model(path: str, dtype: torch.dtype, trust_remote_code: bool = False) -> nn.Module:
-    """``AutoModelForCausalLM.from_pretrained`` with a clear error on failure."""
+def load_llm_model(
+    path: str, dtype: torch.dtype, trust_remote_code: bool = False, attn_implementation: str | None = None
+) -> nn.Module:
+    """``AutoModelForCausalLM.from_pretrained`` with a clear error on failure
+    (``attn_implementation``: None = transformers' default)."""
     from transformers import AutoModelForCausalLM
 
+    kernel = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+        return AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, **kernel
+        )
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load causal LM {path!r}: {err}") from None
 
