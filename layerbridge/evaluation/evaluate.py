@@ -27,24 +27,25 @@ def language_metrics(
     gold, pred = np.asarray(data.labels), predictions.pred
     generation = {}
     if predictions.generated is not None:  # mode "both": the paper's metric beside label scoring
-        gen = predictions.generated
-        generation["generation"] = {
-            "accuracy": metrics.accuracy(gold, gen),
-            "accuracy_ci": list(metrics.accuracy_ci(gold, gen, config.bootstrap, config.seed)),
-            "macro_f1": metrics.macro_f1(gold, gen, num_classes),
-            "invalid": int(np.sum(gen < 0)),
-        }
+        generation["generation"] = _class_metrics(gold, predictions.generated, num_classes, config)
     return generation | {
         "n": len(gold),
-        "accuracy": metrics.accuracy(gold, pred),
-        "accuracy_ci": list(metrics.accuracy_ci(gold, pred, config.bootstrap, config.seed)),
-        "macro_f1": metrics.macro_f1(gold, pred, num_classes),
+        **_class_metrics(gold, pred, num_classes, config),
         "macro_f1_ci": list(metrics.macro_f1_ci(gold, pred, num_classes, config.bootstrap, config.seed)),
-        "invalid": int(np.sum(pred < 0)),
         "confusion": metrics.confusion_matrix(gold, pred, num_classes).tolist(),
         "layer_weights": predictions.mean_layer_weights.tolist(),
         "source": data.source,
         "data_report": data.report.to_dict(),
+    }
+
+
+def _class_metrics(gold: np.ndarray, pred: np.ndarray, num_classes: int, config: EvalConfig) -> dict:
+    """Accuracy (with its bootstrap CI), macro-F1, and how many predictions are no label (-1)."""
+    return {
+        "accuracy": metrics.accuracy(gold, pred),
+        "accuracy_ci": list(metrics.accuracy_ci(gold, pred, config.bootstrap, config.seed)),
+        "macro_f1": metrics.macro_f1(gold, pred, num_classes),
+        "invalid": int(np.sum(pred < 0)),
     }
 
 

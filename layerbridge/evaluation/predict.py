@@ -147,7 +147,7 @@ def _greedy_texts(
     )
     todo = [i for i in range(rows) if flags is None or not flags[i].any()]
     if todo:
-        part = {key: t[todo] for key, t in inputs.items()}
+        part = inputs if len(todo) == rows else {key: t[todo] for key, t in inputs.items()}
         for i, token_ids in zip(todo, bridge.generate_ids(**part, max_new_tokens=max_new), strict=True):
             texts[i] = _decode(bridge, token_ids)
     return texts

@@ -34,14 +34,14 @@ def check_bridge_config(config: BridgeConfig) -> None:
     """Check the names the model registries resolve (fusion, projector) and the names of their
     options before anything loads (values are checked when the module is built)."""
     checks = [
-        ("fusion", config.fusion, FUSIONS.get(config.fusion), config.fusion_options, 2),
-        ("projector", config.projector, PROJECTORS.get(config.projector), config.projector_options, 2),
+        ("fusion", config.fusion, FUSIONS.get(config.fusion), config.fusion_options),
+        ("projector", config.projector, PROJECTORS.get(config.projector), config.projector_options),
     ]
-    for kind, name, builder, options, positional in checks:  # positional: (L, D) / (in, out)
+    for kind, name, builder, options in checks:
         params = list(inspect.signature(builder).parameters.values())
         if any(p.kind is p.VAR_KEYWORD for p in params):
             continue
-        known = {p.name for p in params[positional:]}
+        known = {p.name for p in params[2:]}  # after the two sizes: (L, D) / (in, out)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(

@@ -31,12 +31,11 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
         "|---|" + "---:|" * (len(fusions) + len(others)),
     ]
 
-    def cell(stats: dict) -> str:
-        return f"{100 * stats['accuracy_mean']:.1f} ± {100 * stats['accuracy_std']:.1f}"
-
     for lang in summary["languages"]:
         mark = " *(low)*" if lang in summary["low_resource"] else ""
-        row = f"| {lang}{mark} | " + " | ".join(cell(summary["table"][f]["languages"][lang]) for f in fusions)
+        row = f"| {lang}{mark} | " + " | ".join(
+            _cell(summary["table"][f]["languages"][lang]) for f in fusions
+        )
         for f in others:
             sig = summary["significance"][f][lang]
             holm = sig["bootstrap"].get("p_holm")
@@ -49,7 +48,7 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     for name in summary["table"][fusions[0]]["averages"]:
         row = (
             f"| **average ({name}, {len(summary['table'][fusions[0]]['averages'][name]['languages'])})** | "
-            + " | ".join(f"**{cell(summary['table'][f]['averages'][name])}**" for f in fusions)
+            + " | ".join(f"**{_cell(summary['table'][f]['averages'][name])}**" for f in fusions)
         )
         for f in others:
             sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
@@ -64,10 +63,6 @@ def generation_lines(summary: dict[str, Any]) -> list[str]:
     fusions, tables = summary["fusions"], summary["table"]
     if not all("generation" in tables[f]["averages"].get("all", {}) for f in fusions):
         return []
-
-    def cell(stats: dict) -> str:
-        return f"{100 * stats['accuracy_mean']:.1f} ± {100 * stats['accuracy_std']:.1f}"
-
     lines = [
         "",
         "Greedy generation, exact match against the label strings (the paper's metric), accuracy (%) "
@@ -79,13 +74,18 @@ def generation_lines(summary: dict[str, Any]) -> list[str]:
     for lang in summary["languages"]:
         lines.append(
             f"| {lang} | "
-            + " | ".join(cell(tables[f]["languages"][lang]["generation"]) for f in fusions)
+            + " | ".join(_cell(tables[f]["languages"][lang]["generation"]) for f in fusions)
             + " |"
         )
     for name in tables[fusions[0]]["averages"]:
-        cells = " | ".join(f"**{cell(tables[f]['averages'][name]['generation'])}**" for f in fusions)
+        cells = " | ".join(f"**{_cell(tables[f]['averages'][name]['generation'])}**" for f in fusions)
         lines.append(f"| **average ({name})** | {cells} |")
     return lines
+
+
+def _cell(stats: dict) -> str:
+    """A table cell: accuracy (%) mean ± std over seeds."""
+    return f"{100 * stats['accuracy_mean']:.1f} ± {100 * stats['accuracy_std']:.1f}"
 
 
 def _delta(boot: dict[str, float]) -> str:
