@@ -194,6 +194,10 @@ def test_errors_name_the_problem(make_bridge, monkeypatch):
     with pytest.raises(ConfigError, match="unknown hidden .*it takes: .*hidden_dim"):
         check_bridge_config(BridgeConfig(projector="mlp", projector_options={"hidden": 8}))
     check_bridge_config(BridgeConfig(fusion="transformer-softmax", fusion_options={"head_init": "zeros"}))
+    with pytest.raises(ConfigError, match="head_init must be 'default' or 'zeros'"):  # a bad value, too
+        check_bridge_config(BridgeConfig(fusion="transformer-softmax", fusion_options={"head_init": "ones"}))
+    with pytest.raises(ConfigError, match="parametrisation"):
+        check_bridge_config(BridgeConfig(fusion="global-softmax", fusion_options={"parametrisation": "x"}))
     bridge = make_bridge("bert", "last")
     with pytest.raises(DataError, match="input text #1 is empty"):
         encode_texts(bridge, ["text : w1", "   "])

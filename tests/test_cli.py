@@ -101,6 +101,7 @@ BAD_COMMANDS = [
     (["train", "--fusion", "mean"], "unknown fusion 'mean'"),
     (["train", "--task", "mnli"], "unknown task 'mnli'"),
     (["train", "--set", "bridge.fusion_options={heads: 2}"], "bad fusion_options for 'transformer-softmax'"),
+    (["train", "--set", "bridge.fusion_options={head_init: ones}"], "head_init must be 'default' or 'zeros'"),
     (["train", "--set", "train.lr=fast"], "train.lr must be a number"),
     (["train", "--set", "train.learning_rate=1"], "unknown key(s) learning_rate"),
     (["train", "-c", "/no/such/config.yaml"], "does not exist"),

@@ -14,9 +14,9 @@ from layerbridge.config import BridgeConfig
 from layerbridge.errors import ConfigError, ModelError
 from layerbridge.modeling.bridge import Bridge
 from layerbridge.modeling.encoder import load_encoder_model
-from layerbridge.modeling.fusion import FUSIONS
+from layerbridge.modeling.fusion import FUSIONS, build_fusion
 from layerbridge.modeling.llm import load_llm_model
-from layerbridge.modeling.projector import PROJECTORS
+from layerbridge.modeling.projector import PROJECTORS, build_projector
 from layerbridge.runtime import attention_kernel, quiet_transformers, resolve_device, weights_dtype
 
 
@@ -31,8 +31,8 @@ class BaseModels:
 
 
 def check_bridge_config(config: BridgeConfig) -> None:
-    """Check the names the model registries resolve (fusion, projector) and the names of their
-    options before anything loads (values are checked when the module is built)."""
+    """Check the names the model registries resolve (fusion, projector), the names of their
+    options, and their values (by building each at a toy size) before anything loads."""
     checks = [
         ("fusion", config.fusion, FUSIONS.get(config.fusion), config.fusion_options),
         ("projector", config.projector, PROJECTORS.get(config.projector), config.projector_options),
@@ -48,6 +48,13 @@ def check_bridge_config(config: BridgeConfig) -> None:
                 f"bad {kind}_options for {name!r}: unknown {', '.join(unknown)} "
                 f"(it takes: {', '.join(sorted(known)) or 'none'})"
             )
+    heads = config.fusion_options.get("num_heads", 1)
+    width = 8 * heads if isinstance(heads, int) and heads > 0 else 8  # divisible by the heads asked for
+    try:  # option values: what the real sizes cannot change (e.g. an unknown head_init) fails here
+        build_fusion(config.fusion, 2, width, **config.fusion_options)
+        build_projector(config.projector, 4, 4, **config.projector_options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"bad fusion or projector options: {err}") from None
 
 
 def load_tokenizer(path: str, trust_remote_code: bool):
