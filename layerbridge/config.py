@@ -169,6 +169,9 @@ class BridgeConfig(ConfigMixin):
     #: "default" (PyTorch init, as the reference) or "zeros": the projector's last layer
     #: starts at zero, i.e. training starts from an empty soft prompt (steadier on short budgets)
     projector_init: str = "default"
+    #: "none" (the paper, LangBridge) or "rms": RMS-normalise each soft-prompt vector and scale
+    #: it by a learned gain that starts at the LLM's input-embedding RMS (NormedProjector)
+    projector_norm: str = "none"
     #: include the encoder's embedding-layer output h^(0) among the fused layers
     include_embeddings: bool = False
     freeze_encoder: bool = True
@@ -190,6 +193,10 @@ class BridgeConfig(ConfigMixin):
         self.dtype = canonical_precision(self.dtype, "dtype")
         if self.projector_init not in ("default", "zeros"):
             raise ConfigError(f"unknown projector_init {self.projector_init!r}; choose default or zeros")
+        if self.projector_norm not in ("none", "rms"):
+            raise ConfigError(f"unknown projector_norm {self.projector_norm!r}; choose none or rms")
+        if self.projector_norm == "rms" and self.projector_init == "zeros":
+            raise ConfigError("projector_norm rms cannot start from projector_init zeros (0 has no norm)")
         if self.boundary_init not in ("zeros", "normal"):
             raise ConfigError(f"unknown boundary_init {self.boundary_init!r}; choose zeros or normal")
         # fusion / projector names are checked by the model registries

@@ -231,6 +231,28 @@ def test_zero_initialised_projector_starts_from_an_empty_prompt(make_bridge):
     assert mlp.projector.linear_1.weight.abs().sum() > 0
 
 
+def test_rms_normed_projector_holds_each_soft_prompt_vector_at_the_llm_embedding_scale(make_bridge):
+    """projector_norm rms: every real soft-prompt vector starts with RMS = the LLM's embedding RMS
+    (whatever proj's scale), and the gain g as well as proj are trained."""
+    bridge = make_bridge("bert", "last", projector_norm="rms")
+    target = float(bridge.llm.get_input_embeddings().weight.float().pow(2).mean().sqrt())
+    with torch.no_grad():
+        bridge.projector.proj.weight.mul_(50.0)  # a soft prompt 50x too large before the norm
+    ids, mask = encode_texts(bridge, PROMPTS)
+    prompt, _ = bridge.soft_prompt(ids, mask)  # [B, T, D_llm]
+    rms = prompt.pow(2).mean(-1).sqrt()[mask.bool()]  # [real tokens]
+    torch.testing.assert_close(rms, torch.full_like(rms, target), rtol=2e-3, atol=0)
+    bridge.train()
+    bridge(*_batch(bridge)).loss.backward()
+    assert bridge.projector.proj.weight.grad.abs().sum() > 0
+    assert bridge.projector.norm.weight.grad.abs().sum() > 0
+    assert set(bridge.bridge_state_dict()) >= {"projector.proj.weight", "projector.norm.weight"}
+    with pytest.raises(ConfigError, match="projector_norm"):
+        BridgeConfig(projector_norm="layer")
+    with pytest.raises(ConfigError, match="projector_init zeros"):
+        BridgeConfig(projector_norm="rms", projector_init="zeros")
+
+
 def test_label_scoring_without_an_expandable_cache_gives_the_same_scores(make_bridge, monkeypatch):
     bridge = make_bridge("t5", "global-softmax")
     ids, mask = encode_texts(bridge, PROMPTS)

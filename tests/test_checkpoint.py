@@ -26,9 +26,12 @@ def _randomise(bridge):
                 p.add_(torch.randn_like(p) * 0.1)
 
 
-@pytest.mark.parametrize("fusion", FUSION_NAMES)
-def test_save_load_reproduces_outputs_and_holds_only_bridge_tensors(make_bridge, tmp_path, fusion):
-    bridge = make_bridge("bert", fusion)
+@pytest.mark.parametrize(
+    "fusion, options",
+    [(f, {}) for f in FUSION_NAMES] + [("transformer-softmax", {"projector_norm": "rms"})],
+)
+def test_save_load_reproduces_outputs_and_holds_only_bridge_tensors(make_bridge, tmp_path, fusion, options):
+    bridge = make_bridge("bert", fusion, **options)
     _randomise(bridge)
     out_dir = save_bridge(bridge, tmp_path / "bridge", extra={"task": "unit"})
     loaded = load_bridge(out_dir, device="cpu")
@@ -39,6 +42,7 @@ def test_save_load_reproduces_outputs_and_holds_only_bridge_tensors(make_bridge,
     assert not any(k.startswith(("encoder.", "llm.")) for k in keys)
     meta = json.loads((out_dir / CONFIG_NAME).read_text())
     assert meta["bridge"]["fusion"] == fusion and meta["extra"] == {"task": "unit"}
+    assert meta["bridge"]["projector_norm"] == options.get("projector_norm", "none")
     assert meta["base_models"]["encoder"]["num_layers"] == 3
     weights_bytes = (out_dir / WEIGHTS_NAME).stat().st_size
     llm_bytes = sum(p.numel() * p.element_size() for p in bridge.llm.parameters())

@@ -39,6 +39,7 @@ from layerbridge.modeling.fusion import build_fusion
 from layerbridge.modeling.llm import (
     accepts_logits_to_keep,
     cache_argument,
+    embedding_rms,
     input_embeddings,
     llm_hidden_size,
     output_cache,
@@ -70,6 +71,7 @@ class BridgeOutput:
     example_loss: torch.Tensor  # [B] mean NLL over each example's target tokens
     logits: torch.Tensor  # [B, M, V] logits at the target positions only
     layer_weights: torch.Tensor  # [B, T, L] fusion weights (0 on padding)
+    soft_prompt: torch.Tensor  # [B, T, D_llm] the projector's output (padding columns unused)
 
 
 @dataclass
@@ -108,7 +110,13 @@ class Bridge(nn.Module):
         enc_dim, llm_dim = self.encoder.hidden_size, llm_hidden_size(llm)
         self.fusion = build_fusion(config.fusion, self.encoder.num_layers, enc_dim, **config.fusion_options)
         self.projector = build_projector(
-            config.projector, enc_dim, llm_dim, init=config.projector_init, **config.projector_options
+            config.projector,
+            enc_dim,
+            llm_dim,
+            init=config.projector_init,
+            norm=config.projector_norm,
+            norm_scale=embedding_rms(llm) if config.projector_norm == "rms" else 1.0,
+            **config.projector_options,
         )
         boundary = torch.zeros(llm_dim)
         if config.boundary_init == "normal":
@@ -305,7 +313,7 @@ class Bridge(nn.Module):
         tmask = target_mask.to(nll.dtype)
         example_loss = (nll * tmask).sum(1) / tmask.sum(1)
         loss = (nll * tmask).sum() / tmask.sum()
-        return BridgeOutput(loss, example_loss, logits, weights)
+        return BridgeOutput(loss, example_loss, logits, weights, prompt)
 
     @torch.no_grad()
     def score_candidates(

@@ -42,7 +42,7 @@ def training_step_flops(bridge, encoder_lengths: Sequence[int], target_lengths: 
     vocab, d_llm = llm.get_input_embeddings().weight.shape
     layers_llm = llm.config.num_hidden_layers
     p_enc, p_llm = block_parameters(bridge.encoder.model), block_parameters(llm)
-    p_proj = sum(p.numel() for name, p in bridge.projector.named_parameters() if name.endswith("weight"))
+    p_proj = sum(p.numel() for p in bridge.projector.parameters() if p.ndim == 2)  # matmul weights
     fusion = bridge.fusion.flops_per_token()
     has_bos = bridge.bos_id is not None
     total = 0.0

@@ -89,3 +89,12 @@ def position_ids_from_mask(mask: torch.Tensor, offset: torch.Tensor | int = 0) -
         offset = offset.unsqueeze(-1)  # [B, 1]
     pos = pos + offset
     return pos.clamp_min(0).masked_fill(mask == 0, 0)
+
+
+@torch.no_grad()
+def embedding_rms(llm: nn.Module, sample: int = 8192) -> float:
+    """RMS of the LLM's input embeddings over ``sample`` evenly spaced token ids, read through
+    the embedding module (some LLMs scale inside it, as Gemma does by sqrt(D))."""
+    embed = input_embeddings(llm)
+    ids = torch.linspace(0, embed.weight.shape[0] - 1, sample, device=embed.weight.device).long().unique()
+    return float(embed(ids).float().pow(2).mean().sqrt())

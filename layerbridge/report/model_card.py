@@ -70,7 +70,9 @@ def model_card(meta: dict[str, Any]) -> str:
         f"({_hub_id(bridge['llm'])}); both frozen"
         + ("" if bridge.get("freeze_encoder", True) else " (encoder fine-tuned)")
         + ".",
-        f"- Fusion: `{bridge['fusion']}`{options}; projector `{bridge['projector']}`; "
+        f"- Fusion: `{bridge['fusion']}`{options}; projector `{bridge['projector']}`"
+        + (" with an RMS-normed output" if bridge.get("projector_norm") == "rms" else "")
+        + "; "
         f"{params.get('trainable', '?')} trainable parameters; max {bridge['max_length']} encoder tokens.",
     ]
     if task:
