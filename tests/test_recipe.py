@@ -12,12 +12,14 @@ from layerbridge.config import EvalConfig, RunConfig, TrainConfig
 from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.data.types import Example
 from layerbridge.experiments.compare import run_comparison
+from layerbridge.experiments.config import recipe_path
 from layerbridge.modeling.fusion import TransformerSoftmaxFusion
 from layerbridge.training import TrainRecipe, train
 from tests.conftest import tiny_run_config
 from tests.test_bridge import PROMPTS
 
-QUICKSTART_LR = 1e-3  # configs/quickstart.yaml
+#: the learning rate the quickstart recipe trains at (configs/quickstart.yaml)
+QUICKSTART_LR = RunConfig.load(recipe_path("quickstart").parents[1] / "quickstart.yaml").train.lr
 
 
 def _one_step_temperature_change(bridge) -> float:
@@ -38,7 +40,7 @@ def _one_step_temperature_change(bridge) -> float:
 
 def test_one_step_moves_the_global_softmax_temperature_by_less_than_5_percent(make_bridge):
     assert _one_step_temperature_change(make_bridge("bert", "global-softmax")) < 0.05
-    # the reference parametrisation tau = 100 + 1e5 t moves by up to ~1e5 * lr = 100 per step at this lr
+    # the reference parametrisation tau = 100 + 1e5 t moves by up to ~1e5 * lr per step (100-200 here)
     reference = make_bridge("bert", "global-softmax", fusion_options={"parametrisation": "reference"})
     assert _one_step_temperature_change(reference) > 0.2
 
@@ -83,6 +85,27 @@ def test_two_identical_cpu_runs_give_bitwise_identical_bridges(tiny_dir, marker_
         assert files[0] == files[1]
 
 
+def test_log_window_soft_prompt_rms_is_that_of_the_real_tokens(make_bridge):
+    """The logged prompt_rms is sqrt(mean over real tokens of mean_d s_id^2) of what the LLM read."""
+    options = {"ffn_dim": 64, "dropout": 0.0}
+    bridge = make_bridge("bert", "transformer-softmax", projector_norm="rms", fusion_options=options)
+    recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=TrainConfig(lr=1e-3)))
+    recipe.attach(bridge, total_steps=10)
+    examples = [Example({"text": p}, i % 2, f"x/{i}") for i, p in enumerate(PROMPTS)]
+    batch = Collator(EncodedExamples.build("{text}", examples, ["yes", "no"], bridge))(range(3))
+    bridge.train()
+    with torch.no_grad():
+        prompt, _ = bridge.soft_prompt(batch["input_ids"], batch["attention_mask"])  # [B, T, D]
+    real = batch["attention_mask"].bool()
+    expected = prompt.pow(2).mean(-1)[real].mean().sqrt()
+    recipe.train_step([batch])
+    *_, tokens, _, square = recipe.fusion_sums.tolist()
+    assert tokens == real.sum()
+    assert (square / tokens) ** 0.5 == pytest.approx(float(expected), rel=1e-5)
+    # the RMS norm holds each vector at the LLM's embedding scale (the gain starts there)
+    assert float(expected) == pytest.approx(recipe.embedding_rms, rel=1e-3)
+
+
 def test_diagnostics_in_the_log_plots_and_last_epoch_selection(tiny_dir, marker_task, tmp_path):
     config = tiny_run_config(
         tiny_dir, marker_task, tmp_path / "run", max_steps=10, eval_every=5, save_every=0
@@ -103,6 +126,7 @@ def test_diagnostics_in_the_log_plots_and_last_epoch_selection(tiny_dir, marker_
     for r in train_records:  # the fusion's weights over each log window's training tokens
         assert len(r["layer_weights"]) == 3 and sum(r["layer_weights"]) == pytest.approx(1, abs=1e-5)
         assert 0 <= r["layer_entropy"] <= 1 and 0 <= r["token_entropy"] <= r["layer_entropy"] + 1e-6
+        assert r["prompt_rms"] > 0 and r["embedding_rms"] > 0
     assert (result.output_dir / "training.png").stat().st_size > 10_000
     # selection "last": best/ is the final weights, whatever dev said
     best, final = (read_tensors(result.output_dir / f / "bridge.safetensors") for f in ("best", "final"))

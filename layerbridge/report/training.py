@@ -1,8 +1,9 @@
 """Training curves of one run (``log.jsonl`` records): what each fusion did while it learned.
 
-Four panels over optimizer steps: training loss; English dev accuracy; the fusion's mean layer
-weights (one line per encoder layer) with their normalised entropy and the mean per-token entropy
-(how sharply each token picks layers) — over the training tokens of
+Panels over optimizer steps: training loss; English dev accuracy; the soft prompt's RMS beside
+the LLM's token embeddings' (how far the prompt sits from what the LLM was trained to read); the
+fusion's mean layer weights (one line per encoder layer) with their normalised entropy and the
+mean per-token entropy (how sharply each token picks layers) — over the training tokens of
 each log window, or on dev for logs that predate them; Global Softmax's temperature (when the
 fusion has one).
 """
@@ -18,14 +19,16 @@ from layerbridge.report._plot import pyplot, save
 
 
 def plot_training(records: list[dict[str, Any]], path: Path) -> None:
-    """``training.png``: loss, dev accuracy, layer weights (+ entropy), temperature vs step.
+    """``training.png``: loss, dev accuracy, soft-prompt RMS, layer weights (+ entropy),
+    temperature vs step.
 
     Layer weights: the training log windows' when recorded, else the dev evaluations'."""
     plt = pyplot()
     train = [r for r in records if r.get("event") == "train"]
     dev = [r for r in records if r.get("event") == "dev"]
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6), dpi=110)
-    (loss_ax, dev_ax), (weights_ax, temp_ax) = axes
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6), dpi=110)
+    (loss_ax, dev_ax, rms_ax), (weights_ax, temp_ax, spare_ax) = axes
+    spare_ax.set_axis_off()
     loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], linewidth=1)
     loss_ax.set_title("training loss (mean target-token NLL)", fontsize=9)
     dev_ax.plot([r["step"] for r in dev], [100 * r["dev_accuracy"] for r in dev], marker="o")
@@ -47,13 +50,22 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
         entropy.set_ylabel("entropy / log L: of the mean (dashed), per token (dotted)", fontsize=7)
         weights_ax.legend(fontsize=5, ncol=2, loc="upper left")
     weights_ax.set_title(f"mean layer weights on {where}", fontsize=9)
+    sized = [r for r in train if "prompt_rms" in r]
+    if sized:
+        steps = [r["step"] for r in sized]
+        rms_ax.plot(steps, [r["prompt_rms"] for r in sized], label="soft prompt")
+        rms_ax.plot(steps, [r["embedding_rms"] for r in sized], "k--", label="LLM token embeddings")
+        rms_ax.legend(fontsize=7)
+        rms_ax.set_title("RMS of the LLM's input vectors (training tokens)", fontsize=9)
+    else:
+        rms_ax.set_axis_off()
     temps = [r for r in train if "temperature" in r]
     if temps:
         temp_ax.plot([r["step"] for r in temps], [r["temperature"] for r in temps])
         temp_ax.set_title("Global Softmax temperature tau", fontsize=9)
     else:
         temp_ax.set_axis_off()
-    for ax in (loss_ax, dev_ax, weights_ax, temp_ax):
+    for ax in (loss_ax, dev_ax, rms_ax, weights_ax, temp_ax):
         ax.set_xlabel("optimizer step", fontsize=8)
     fig.tight_layout()
     save(fig, path)

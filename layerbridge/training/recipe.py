@@ -45,9 +45,16 @@ from layerbridge.evaluation.predict import predict_examples
 from layerbridge.io import write_json
 from layerbridge.modeling.bridge import Bridge, BridgeOutput
 from layerbridge.modeling.builders import BaseModels, build_bridge, check_bridge_config, load_base_models
+from layerbridge.modeling.llm import embedding_rms
 from layerbridge.modeling.state_cache import EncoderStateCache, default_cache_dir
 from layerbridge.report.training import plot_training
-from layerbridge.runtime import accelerate_mixed_precision, compile_llm, compute_precision, pass_plan
+from layerbridge.runtime import (
+    accelerate_mixed_precision,
+    compile_llm,
+    compute_precision,
+    environment,
+    pass_plan,
+)
 from layerbridge.tasks import Task, get_task
 from layerbridge.training import state as ckpt
 from layerbridge.training.checkpointing import resume_latest, save_checkpoint
@@ -155,7 +162,9 @@ class TrainRecipe:
         self.out = Path(self.tc.output_dir)
         self.resume, self.overwrite, self.progress = resume, overwrite, progress
         self.loop = ckpt.LoopState()
-        self.layer_weight_sum: torch.Tensor | None = None  # [L + 2], training tokens since the last log
+        #: [L + 3]: per-layer weight sums, tokens, entropy sum, soft-prompt mean-square sum — over
+        #: the real training tokens since the last log
+        self.fusion_sums: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self, base: BaseModels | None = None) -> None:
@@ -169,6 +178,7 @@ class TrainRecipe:
         set_seed(tc.seed)
         self.train_data, self.dev_data = prepare_data(self.task, self.config)
         self.bridge = self._setup_model(base)
+        self.embedding_rms = embedding_rms(self.bridge.llm)  # the scale the LLM's tokens come at
         self.encoded = EncodedExamples.build(
             self.task.template, self.train_data.examples, self.task.label_strings, self.bridge
         )
@@ -216,6 +226,7 @@ class TrainRecipe:
         self.accelerator = make_accelerator(self.tc.precision, bridge.device)
         self.main = self.accelerator.is_main_process
         self.bridge = bridge
+        self.embedding_rms = embedding_rms(bridge.llm)
         self.setup_optimizer(total_steps)
 
     @property
@@ -284,6 +295,7 @@ class TrainRecipe:
             "lr": tc.lr,
             "seed": tc.seed,
             "precision": accelerate_mixed_precision(tc.precision, self.accelerator.device),
+            "machine": environment(),
             "examples_seen": self.loop.examples_seen,
         }
 
@@ -315,17 +327,20 @@ class TrainRecipe:
                 out = self.loss_step(part)
                 self.accelerator.backward(out.loss * (share / self.tc.grad_accum))
             total += out.loss.item() * share / self.tc.grad_accum
-            self._add_layer_weights(out.layer_weights)
+            self._add_fusion_sums(out, part["attention_mask"])
         self.optimizer_step()
         return total
 
-    def _add_layer_weights(self, weights: torch.Tensor) -> None:
-        """Add the fusion's weights beta [B, T, L] (0 on padding) of the window's real tokens:
-        their sum [L] and the sum of each token's entropy -sum_l beta_l log beta_l."""
-        w = weights.detach().float()
-        stats = torch.stack([(w.sum(-1) > 0).sum(), -torch.xlogy(w, w).sum()])  # tokens, sum of H
-        total = torch.cat([w.sum((0, 1)), stats])  # [L + 2]
-        self.layer_weight_sum = total if self.layer_weight_sum is None else self.layer_weight_sum + total
+    def _add_fusion_sums(self, out: BridgeOutput, mask: torch.Tensor) -> None:
+        """Add what the bridge did on this pass's real tokens (``mask`` [B, T]): the fusion's
+        weights beta [B, T, L] summed per layer, the token count, the sum of each token's entropy
+        -sum_l beta_l log beta_l, and the sum of each soft-prompt vector's mean square."""
+        w = out.layer_weights.detach().float()
+        real = mask.bool()
+        square = out.soft_prompt.detach().float().pow(2).mean(-1)[real].sum()  # sum_i mean_d s_id^2
+        stats = torch.stack([real.sum(), -torch.xlogy(w, w).sum(), square])
+        total = torch.cat([w.sum((0, 1)), stats])  # [L + 3]
+        self.fusion_sums = total if self.fusion_sums is None else self.fusion_sums + total
 
     def passes(self, batch: dict[str, torch.Tensor]) -> list[tuple[dict[str, torch.Tensor], float]]:
         """A collated micro-batch as forward passes of similar length, each with its share of
@@ -422,12 +437,15 @@ class TrainRecipe:
         if self.loop.step % self.tc.log_every == 0 or self.loop.step == self.total_steps:
             record = {"step": self.loop.step, "epoch": self.loop.epoch, **self.window.flush()}
             record["lr"] = self.scheduler.get_last_lr()[0]
-            if self.layer_weight_sum is not None:  # the fusion over the window's training tokens
-                *weights, tokens, entropy = self.layer_weight_sum.tolist()
+            if self.fusion_sums is not None:  # the bridge over the window's training tokens
+                *weights, tokens, entropy, square = self.fusion_sums.tolist()
                 record |= fusion_diagnostics(self.bridge, weights)
                 # per-token entropy / log L: 1 = each token mixes all layers, 0 = each picks one
                 record["token_entropy"] = entropy / max(tokens, 1) / math.log(max(len(weights), 2))
-                self.layer_weight_sum = None
+                # the soft prompt's size beside the LLM's own token embeddings'
+                record["prompt_rms"] = math.sqrt(square / max(tokens, 1))
+                record["embedding_rms"] = self.embedding_rms
+                self.fusion_sums = None
             if self.logger:
                 self.logger.log(event="train", **record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", ex_s=f"{record['examples_per_s']:.1f}")
@@ -487,6 +505,7 @@ class TrainRecipe:
             "world_size": self.world,
             "device": str(self.accelerator.device),
             "precision": accelerate_mixed_precision(tc.precision, self.accelerator.device),
+            "machine": environment(),
             "parameters": self.bridge.parameter_counts(),
         }
 
