@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from layerbridge.config import EvalConfig
 from layerbridge.errors import ConfigError
@@ -46,6 +47,16 @@ def test_comparison_tables_and_paired_tests(comparison):
     run = json.loads((out / "global-softmax" / "seed-2" / "eval" / "results.json").read_text())
     assert stats["accuracy_per_seed"][1] == run["languages"]["en"]["accuracy"]
     assert "| en | " in (out / "comparison.md").read_text()
+    # where the runs trained is recorded and printed (one machine, one precision here)
+    machine = summary["budget"]["last"]["machine"][0]
+    assert machine["torch"] == torch.__version__ and "cpu_flags" in machine
+    assert "- Machine (4 runs): " in (out / "comparison.md").read_text()
+    # each seed's own accuracy is printed, not only the mean ± std
+    row = "| en | " + " | ".join(
+        " / ".join(f"{100 * a:.1f}" for a in summary["table"][f]["languages"]["en"]["accuracy_per_seed"])
+        for f in ("last", "global-softmax")
+    )
+    assert row in (out / "comparison.md").read_text().split("Per seed (1 / 2)")[1]
     # the generation metric (mode "both") beside label scoring, from the same runs
     generation = summary["table"]["global-softmax"]["languages"]["en"]["generation"]
     assert generation["accuracy_per_seed"][1] == run["languages"]["en"]["generation"]["accuracy"]

@@ -283,6 +283,9 @@ def compare_cmd(
     sets: list[str] = typer.Option(None, "--set", "-s", help="override, e.g. train.max_steps=200"),
     languages: str = typer.Option(None, help="test languages (default: all of the task)"),
     limit: int = typer.Option(None, help="test examples per language"),
+    eval_batch_size: int = typer.Option(
+        None, min=1, help="test batch size (label scores move in the last bits with padding)"
+    ),
     out_dir: Path = typer.Option(Path("runs/compare"), "--out", help="output folder"),
     lr_grid: str = typer.Option(
         None, help="learning rates, e.g. 3e-4,1e-3,3e-3: each fusion gets the best on English dev"
@@ -318,7 +321,9 @@ def compare_cmd(
         fusion_list,
         seed_list,
         out_dir,
-        EvalConfig(languages=_csv(languages), limit=limit),
+        EvalConfig(languages=_csv(languages), limit=limit)
+        if eval_batch_size is None
+        else EvalConfig(languages=_csv(languages), limit=limit, batch_size=eval_batch_size),
         lr_grid=grid,
         reuse=not overwrite,
         log=console.log,

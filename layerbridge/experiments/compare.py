@@ -124,7 +124,8 @@ def select_learning_rates(
 
 
 def budget(runs: dict[str, dict[int, dict]]) -> dict[str, Any]:
-    """What each run was given: optimizer steps, examples seen, training seconds (per fusion)."""
+    """What each run was given: optimizer steps, examples seen, training seconds, and where it
+    ran (precision, machine), per fusion."""
     out = {}
     for fusion, by_seed in runs.items():
         train_summaries = [run["train"] for run in by_seed.values()]
@@ -133,6 +134,8 @@ def budget(runs: dict[str, dict[int, dict]]) -> dict[str, Any]:
             "examples_seen": [t.get("examples_seen") for t in train_summaries],
             "train_seconds": [t.get("train_seconds") for t in train_summaries],
             "fusion_lr": [t.get("fusion_lr") for t in train_summaries],
+            "precision": [t.get("precision") for t in train_summaries],
+            "machine": [t.get("machine") for t in train_summaries],  # runtime.environment()
         }
     return out
 

@@ -54,7 +54,36 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
             sig = summary["significance"][f][f"avg:{name}"]["bootstrap"]
             row += f" | {_delta(sig)} (p={sig['p_value']:.3f})"
         lines.append(row + " |")
-    return "\n".join(lines + generation_lines(summary)) + "\n"
+    return "\n".join(lines + seed_lines(summary) + generation_lines(summary)) + "\n"
+
+
+def seed_lines(summary: dict[str, Any], max_languages: int = 8) -> list[str]:
+    """Every seed's own accuracy (%) — per language when there are few, else the "all" average —
+    and the English dev accuracy that selected each bridge: a mean ± std hides a stalled seed."""
+    fusions, tables = summary["fusions"], summary["table"]
+    seeds = tables[fusions[0]]["seeds"]
+    if len(seeds) < 2:
+        return []
+    rows = [(lang, [tables[f]["languages"][lang] for f in fusions]) for lang in summary["languages"]]
+    rows = rows if len(rows) <= max_languages else []
+    if "all" in tables[fusions[0]]["averages"]:
+        rows.append(("**average (all)**", [tables[f]["averages"]["all"] for f in fusions]))
+
+    def per_seed(values: list[float | None]) -> str:
+        return " / ".join("–" if v is None else f"{100 * v:.1f}" for v in values)
+
+    lines = [
+        "",
+        f"Per seed ({' / '.join(str(s) for s in seeds)}), accuracy (%):",
+        "",
+        "| language | " + " | ".join(f"`{f}`" for f in fusions) + " |",
+        "|---|" + "---:|" * len(fusions),
+    ]
+    for name, stats in rows:
+        lines.append(f"| {name} | " + " | ".join(per_seed(s["accuracy_per_seed"]) for s in stats) + " |")
+    dev = [per_seed(tables[f].get("best_dev_accuracy", [None] * len(seeds))) for f in fusions]
+    lines.append("| English dev (selection) | " + " | ".join(dev) + " |")
+    return lines
 
 
 def generation_lines(summary: dict[str, Any]) -> list[str]:
@@ -114,7 +143,34 @@ def budget_lines(summary: dict[str, Any]) -> list[str]:
             f"- `{fusion}`: lr {chosen['lr']:g} ({how}){own}; {given['steps'][0]} optimizer steps, "
             f"{given['examples_seen'][0]} examples seen per seed; {seconds / 60:.1f} min training in all"
         )
+    lines += machine_lines(summary)
     return [*lines, ""] if lines else []
+
+
+def machine_lines(summary: dict[str, Any]) -> list[str]:
+    """Where the runs trained: each distinct (machine, precision) once; runs that predate the
+    record are counted as unrecorded."""
+    seen: dict[str, int] = {}
+    for given in summary.get("budget", {}).values():
+        runs = len(given.get("steps", []))
+        machines = given.get("machine") or [None] * runs
+        for machine, precision in zip(machines, given.get("precision") or [None] * runs, strict=True):
+            key = _machine(machine, precision)
+            seen[key] = seen.get(key, 0) + 1
+    return [f"- Machine ({n} run{'s' * (n > 1)}): {key}" for key, n in seen.items()]
+
+
+def _machine(machine: dict | None, precision: str | None) -> str:
+    if not machine:
+        return "not recorded (runs trained before machines were recorded)"
+    where = machine.get("gpu") or (
+        f"{machine.get('cpu')}, {machine.get('cpu_cores')} cores"
+        + (f" ({' '.join(machine['cpu_flags'])})" if machine.get("cpu_flags") else "")
+    )
+    return (
+        f"{where}; torch {machine.get('torch')}, transformers {machine.get('transformers')}; "
+        f"precision {precision or '?'}"
+    )
 
 
 def verdict(summary: dict, fusion: str, name: str = "all") -> str:
