@@ -12,6 +12,7 @@ from layerbridge.config import EvalConfig
 from layerbridge.errors import ConfigError
 from layerbridge.experiments.compare import run_comparison, summarize
 from layerbridge.experiments.config import ExperimentConfig, recipe_path
+from layerbridge.experiments.finished import restore_runs
 from layerbridge.experiments.study import BUDGETS, export, study_recipe
 from layerbridge.report.comparison import verdict
 from tests.conftest import tiny_run_config
@@ -62,16 +63,20 @@ def test_comparison_tables_and_paired_tests(comparison):
     assert generation["accuracy_per_seed"][1] == run["languages"]["en"]["generation"]["accuracy"]
     assert "Greedy generation, exact match" in (out / "comparison.md").read_text()
     # a second call reuses finished runs instead of retraining
-    again = run_comparison(
+    assert rerun(out, out)["table"] == summary["table"]
+
+
+def rerun(out, folder):
+    """The fixture's comparison again, into ``folder``: finished runs there are reused."""
+    return run_comparison(
         json_config(out),
         ["last", "global-softmax"],
         [1, 2],
-        out,
+        folder,
         EvalConfig(limit=30, mode="both"),
         progress=False,
         log=lambda _: None,
     )
-    assert again["table"] == summary["table"]
 
 
 def json_config(out):
@@ -113,6 +118,57 @@ def test_study_export_writes_tables_plots_and_no_weights(comparison, tmp_path):
     assert "`global-softmax` vs `last`" in readme and "p = " in readme
 
 
+def test_a_finished_run_is_reused_only_with_the_config_it_recorded(comparison):
+    out, _ = comparison
+    config = json_config(out)
+    changed = config.replace(train=config.train.replace(lr=config.train.lr * 2))
+    with pytest.raises(ConfigError, match=r"different config \(train\.lr: "):
+        run_comparison(changed, ["last"], [1], out, EvalConfig(limit=30, mode="both"), progress=False)
+    with pytest.raises(ConfigError, match=r"eval\.limit: 30 -> 20"):
+        run_comparison(config, ["last"], [1], out, EvalConfig(limit=20, mode="both"), progress=False)
+
+
+def test_a_fresh_checkout_continues_from_the_committed_export(comparison, tmp_path, monkeypatch):
+    """restore_runs puts the exported runs (no weights) back into a run folder; the comparison
+    then reuses every one of them and trains nothing."""
+    out, summary = comparison
+    task_root = tmp_path / "runs"
+    task_root.mkdir()
+    (task_root / "marker").symlink_to(out, target_is_directory=True)
+    record = {"budget": "test", "seeds": [1, 2], "fusions": ["last", "global-softmax"], "command": "pytest"}
+    record |= {"configs": {}, "hardware": {}, "train_seconds": {}}
+    monkeypatch.setattr("layerbridge.experiments.study.study_readme", lambda *a: "")
+    export(task_root, tmp_path / "results", {"marker": summary}, record)
+    fresh = tmp_path / "fresh" / "marker"
+    assert restore_runs(tmp_path / "results" / "marker", fresh) == 4
+    assert restore_runs(tmp_path / "results" / "marker", fresh) == 0  # never over a run that is there
+    assert not list(fresh.rglob("*.safetensors"))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a restored run was retrained")
+
+    monkeypatch.setattr("layerbridge.experiments.compare.train_and_test", no_training)
+    assert rerun(out, fresh)["table"] == summary["table"]
+
+
+def test_a_task_counts_as_finished_only_with_every_grid_and_seed_run(tmp_path):
+    """``study --tasks x`` keeps the other tasks in the export only when nothing is left to train."""
+    from layerbridge.experiments.study import _finished
+
+    recipe = ExperimentConfig(fusions=["last", "global-softmax"], seeds=[1, 2], run={}, lr_grid=[1e-3, 2e-3])
+    needed = [
+        tmp_path / "lr-grid" / f / f"lr-{lr:g}" / "summary.json"
+        for f in recipe.fusions
+        for lr in (1e-3, 2e-3)
+    ]
+    needed += [tmp_path / f / f"seed-{s}" / "eval" / "results.json" for f in recipe.fusions for s in (1, 2)]
+    for path in needed:
+        assert not _finished(tmp_path, recipe)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    assert _finished(tmp_path, recipe)
+
+
 def test_verdict_reads_the_paired_test():
     summary = {
         "baseline": "last",
@@ -148,11 +204,15 @@ def test_study_budgets_are_valid_configs():
         for task in recipe.task_names():
             config = recipe.run_config(task)
             assert config.task.name == task and config.bridge.encoder == "e5-small"
-            assert config.train.max_steps and config.train.eval_every == config.train.max_steps // 2
-            assert recipe.eval_config(task).limit
+            assert config.train.max_steps and config.train.max_steps % config.train.eval_every == 0
+            assert config.bridge.projector_norm == "rms"
+            assert config.bridge.fusion_options == {"head_init": "zeros"}  # read by transformer-softmax
+            assert recipe.eval_config(task).limit and recipe.eval_config(task).mode == "both"
+        assert len(recipe.lr_grid) >= 2  # every fusion gets its own learning rate
     cpu = study_recipe("cpu")
-    assert len(cpu.seeds) >= 3 and set(cpu.task_names()) == {"xnli", "marc", "sinhala-news"}
+    assert len(cpu.seeds) >= 3 and set(cpu.task_names()) == {"sib200", "xnli", "marc", "sinhala-news"}
     assert cpu.run_config("marc").bridge.max_length == 96 and cpu.run_config("xnli").bridge.max_length == 128
+    assert cpu.eval_config("sib200").languages is None  # every SIB-200 language folder
 
 
 def test_experiment_recipes_are_yaml_and_round_trip(tmp_path):

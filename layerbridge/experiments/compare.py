@@ -7,7 +7,10 @@ Layout of ``out_dir``::
     comparison.json / .md / .csv
 
 A finished (fusion, seed) is reused when the comparison is run again, so an interrupted
-comparison continues where it stopped; each test split is evaluated once per run.
+comparison continues where it stopped; each test split is evaluated once per run. A run is
+reused only if it recorded the config the comparison would use now
+(:mod:`layerbridge.experiments.finished`); otherwise the comparison stops and says which fields
+differ.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.evaluate import evaluate
+from layerbridge.experiments.finished import check_reusable
 from layerbridge.modeling.builders import load_base_models
 from layerbridge.report.comparison import write_comparison
 from layerbridge.tasks import get_task
@@ -64,6 +68,7 @@ def run_comparison(
         for seed in seeds:
             folder = run_dir(out_dir, fusion, seed)
             if reuse and (folder / "eval" / "results.json").is_file():
+                check_reusable(folder, _fusion_config(run_config, fusion, seed, folder), eval_config)
                 log(f"{fusion} seed {seed}: reusing {folder / 'eval' / 'results.json'}")
             else:
                 base = base or load_base_models(config.bridge)
@@ -112,8 +117,10 @@ def select_learning_rates(
         dev = {}
         for lr in grid:
             folder = out_dir / "lr-grid" / fusion / f"lr-{lr:g}"
-            if not (folder / "summary.json").is_file():
-                run = _fusion_config(config.replace(train=config.train.replace(lr=lr)), fusion, seed, folder)
+            run = _fusion_config(config.replace(train=config.train.replace(lr=lr)), fusion, seed, folder)
+            if (folder / "summary.json").is_file():
+                check_reusable(folder, run)
+            else:
                 log(f"{fusion}: learning rate {lr:g} on English dev -> {folder}")
                 _train(run, folder, base, True, progress, log)
             dev[f"{lr:g}"] = json.loads((folder / "summary.json").read_text())["best_dev_accuracy"]
