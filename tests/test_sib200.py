@@ -333,3 +333,29 @@ def test_probe_command_end_to_end_and_remote_code_only_on_request(
     assert probe["columns"][-2:] == ["fused", "projected"] and len(probe["languages"]) == 3
     assert (tmp_path / "p" / "alignment.png").read_bytes()[:4] == b"\x89PNG"
     assert main([*args, "--trust-remote-code", "--languages", "fr"]) == 0 and seen[-1] is True
+
+
+def test_study_probes_each_fusions_trained_bridge_once(make_bridge, sib_dir, tmp_path):
+    """The study writes an alignment report per fusion (first seed's best bridge) for a task with
+    parallel test sets, skips fusions whose weights are not there, and never redoes one."""
+    from layerbridge import save_bridge
+    from layerbridge.config import EvalConfig, RunConfig
+    from layerbridge.experiments.config import ExperimentConfig
+    from layerbridge.experiments.study import probe_alignment
+
+    recipe = ExperimentConfig(fusions=["last", "global-softmax"], seeds=[3, 4], run={})
+    save_bridge(make_bridge("bert", "last"), tmp_path / "runs" / "last" / "seed-3" / "best")
+    config = RunConfig.from_dict({"task": {"name": "sib200", "data_dir": str(sib_dir)}})
+    eval_config = EvalConfig(languages=["fra_Latn", "sin_Sinh"])
+    logged = []
+    probe_alignment(tmp_path / "runs", tmp_path / "export", config, eval_config, recipe, logged.append)
+    report = json.loads((tmp_path / "export" / "alignment" / "last" / "alignment.json").read_text())
+    assert report["columns"][-2:] == ["fused", "projected"] and set(report["languages"]) == {
+        "fra_Latn",
+        "sin_Sinh",
+    }
+    assert report["languages"]["fra_Latn"]["mean"] == [1.0] * len(report["columns"])
+    assert (tmp_path / "export" / "alignment" / "last" / "alignment.png").is_file()
+    assert not (tmp_path / "export" / "alignment" / "global-softmax").exists()  # no weights: skipped
+    probe_alignment(tmp_path / "runs", tmp_path / "export", config, eval_config, recipe, logged.append)
+    assert len(logged) == 1  # done once

@@ -371,18 +371,21 @@ def study_cmd(
     quick: bool = typer.Option(False, "--quick", help="tiny budget: checks the whole pipeline in minutes"),
     out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/study or runs/study-quick)"),
     export_dir: Path = typer.Option(
-        None, "--export", help="committed results (default results/ or runs/study-quick/results)"
+        None, "--export", help="committed results (default results/study or runs/study-quick/results)"
     ),
-    tasks: str = typer.Option(None, help="only these tasks (comma-separated)"),
+    tasks: str = typer.Option(
+        None, help="only these tasks (comma-separated); finished ones stay in the export"
+    ),
     data_dir: Path = typer.Option(None, help="local data directory (default $LAYERBRIDGE_DATA)"),
 ) -> None:
-    """Reproduce the paper's comparison (last vs global-softmax vs transformer-softmax) on 3 tasks."""
+    """The study: last vs global-softmax vs transformer-softmax, each at its own learning rate,
+    on SIB-200, Sinhala news, XNLI and MARC. Resumable, also from the committed results."""
     from layerbridge.experiments.study import run_study
     from layerbridge.report.comparison import comparison_markdown
 
     budget = "quick" if quick else "cpu"
     out_dir = out_dir or Path("runs/study-quick" if quick else "runs/study")
-    export_dir = export_dir or (out_dir / "results" if quick else Path("results"))
+    export_dir = export_dir or (out_dir / "results" if quick else Path("results/study"))
     command = "layerbridge study" + (" --quick" if quick else "") + (f" --tasks {tasks}" if tasks else "")
     result = run_study(
         out_dir,

@@ -6,35 +6,43 @@ writes
 
 * ``<out>/<task>/…``            every run (checkpoints included; not for the repository);
 * ``<export>/``                 what is committed: per-run results JSON/CSV/predictions,
-  per-task comparison tables with paired significance tests, layer-weight heatmaps,
-  accuracy charts, ``study.json`` (configs, commands, hardware, wall time) and README.md.
+  configs, logs and summaries (and the learning-rate grid's dev runs), per-task comparison
+  tables with paired significance tests, layer-weight heatmaps, accuracy charts,
+  ``study.json`` (configs, commands, hardware, wall time) and README.md.
+
+The study outlives one sitting: run it again and it continues — from ``<out>`` on the same
+machine, and from the committed ``<export>`` on a fresh checkout (finished runs are restored
+from it and reused when their configs match the recipe's).
 
 The budget is set for the machine at hand: ``--quick`` runs the whole pipeline in minutes
-on a laptop CPU (numbers meaningless); the default CPU budget takes a few hours on two
-cores; the paper's own budget (100k examples x 3 epochs, full test sets) needs a GPU.
+on a laptop CPU (numbers meaningless); the default CPU budget is estimated at ~9 hours on two
+cores (one task per sitting: ``tasks``); the paper's own budget (100k examples x 3 epochs,
+full test sets) needs a GPU.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.errors import ConfigError
 from layerbridge.experiments.compare import run_comparison, run_dir
 from layerbridge.experiments.config import ExperimentConfig, recipe_path
+from layerbridge.experiments.finished import export_run, restore_runs
 from layerbridge.io import atomic_file, write_json
 from layerbridge.report.comparison import (
-    comparison_markdown,
     plot_accuracy_by_fusion,
     plot_layer_weights_by_fusion,
     study_readme,
+    write_comparison,
 )
 from layerbridge.runtime import environment
+from layerbridge.tasks import get_task
 
 #: study budgets -> their recipes in configs/experiments/
 BUDGETS = {"cpu": "study", "quick": "study-quick"}
@@ -48,14 +56,18 @@ def study_recipe(budget: str) -> ExperimentConfig:
 
 def run_study(
     out_dir: str | Path = "runs/study",
-    export_dir: str | Path | None = "results",
+    export_dir: str | Path | None = "results/study",
     budget: str = "cpu",
     data_dir: str | None = None,
     tasks: list[str] | None = None,
     log: Callable[[str], None] = print,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Run (or continue) the study and export the committed artefacts."""
+    """Run (or continue) the study and export the committed artefacts.
+
+    ``tasks`` runs only those; the export still holds every task whose runs are all finished
+    (here or in the committed export), so the study can be run one task per sitting.
+    """
     recipe = study_recipe(budget)
     known = recipe.task_names()
     unknown = sorted(set(tasks or ()) - set(known))
@@ -67,22 +79,20 @@ def run_study(
     chosen = [t for t in known if tasks is None or t in tasks]
     started = time.time()
     summaries, configs = {}, {}
-    for task in chosen:
+    for task in known:
+        if export_dir is not None:  # a fresh checkout continues from the committed runs
+            restored = restore_runs(Path(export_dir) / task, out_dir / task)
+            if restored:
+                log(f"== {task}: restored {restored} finished runs from {Path(export_dir) / task}")
+        if task not in chosen and not _finished(out_dir / task, recipe):
+            continue  # not asked for and not done: left out of this export
         config, eval_config = recipe.run_config(task, data_dir), recipe.eval_config(task)
-        steps = config.train.max_steps
-        configs[task] = {"run": config.to_dict(), "eval": eval_config.to_dict(), "steps": steps}
-        log(f"== {task}: {len(recipe.fusions)} fusions x seeds {recipe.seeds}, {steps} steps")
-        summaries[task] = run_comparison(
-            config,
-            recipe.fusions,
-            recipe.seeds,
-            out_dir / task,
-            eval_config,
-            lr_grid=recipe.lr_grid,
-            reuse=True,
-            progress=False,
-            log=log,
-        )
+        configs[task] = {
+            "run": config.to_dict(),
+            "eval": eval_config.to_dict(),
+            "steps": config.train.max_steps,
+        }
+        summaries[task] = _study_task(task, config, eval_config, recipe, out_dir, export_dir, log)
     record = {
         "budget": budget,
         "recipe": recipe.to_dict(),
@@ -92,11 +102,87 @@ def run_study(
         "configs": configs,
         "hardware": environment(),
         "wall_seconds_this_invocation": round(time.time() - started, 1),
-        "train_seconds": _train_seconds(out_dir, chosen, recipe),
+        "train_seconds": _train_seconds(out_dir, list(summaries), recipe),
     }
     if export_dir is not None:
         export(out_dir, Path(export_dir), summaries, record)
     return {"summaries": summaries, "record": record}
+
+
+def _study_task(
+    task: str,
+    config: RunConfig,
+    eval_config: EvalConfig,
+    recipe: ExperimentConfig,
+    out_dir: Path,
+    export_dir: str | Path | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """One task of the study: every fusion x seed (at its grid-chosen rate), then the alignment
+    probe of the trained bridges when the task has parallel test sets."""
+    log(f"== {task}: {len(recipe.fusions)} fusions x seeds {recipe.seeds}, {config.train.max_steps} steps")
+    summary = run_comparison(
+        config,
+        recipe.fusions,
+        recipe.seeds,
+        out_dir / task,
+        eval_config,
+        lr_grid=recipe.lr_grid,
+        reuse=True,
+        progress=False,
+        log=log,
+    )
+    if export_dir is not None:
+        probe_alignment(out_dir / task, Path(export_dir) / task, config, eval_config, recipe, log)
+    return summary
+
+
+def probe_alignment(
+    task_dir: Path,
+    target: Path,
+    config: RunConfig,
+    eval_config: EvalConfig,
+    recipe: ExperimentConfig,
+    log: Callable[[str], None],
+) -> None:
+    """For a task with parallel test sets (SIB-200): how language-agnostic each fusion's trained
+    bridge is — translation retrieval per encoder layer and for its fused and projected
+    representations (:mod:`layerbridge.evaluation.alignment`) — for the first seed's selected
+    bridge, into ``<target>/alignment/<fusion>/``. Done once; runs restored without weights keep
+    the committed report."""
+    from layerbridge.checkpoint import load_bridge
+    from layerbridge.evaluation.alignment import ProbeModel, alignment_probe
+    from layerbridge.languages import coverage_for
+    from layerbridge.report.alignment import write_alignment_report
+
+    task = get_task(config.task)
+    if not task.parallel:
+        return
+    for fusion in recipe.fusions:
+        best = run_dir(task_dir, fusion, recipe.seeds[0]) / "best"
+        out = target / "alignment" / fusion
+        if not (best / "bridge.safetensors").is_file() or (out / "alignment.json").is_file():
+            continue
+        log(f"{fusion} seed {recipe.seeds[0]}: alignment probe -> {out}")
+        bridge = load_bridge(best)
+        languages = eval_config.languages or list(task.eval_languages)
+        coverage = coverage_for(bridge.config.encoder, eval_config.covered_languages)
+        probe = alignment_probe(
+            ProbeModel.of_bridge(bridge), task, languages, coverage=coverage, progress=False
+        )
+        probe |= {"encoder": bridge.config.encoder, "bridge": f"{fusion} seed {recipe.seeds[0]} ({best})"}
+        write_alignment_report(probe, out)
+
+
+def _finished(task_dir: Path, recipe: ExperimentConfig) -> bool:
+    """Every run of one task is finished (so summarising it trains nothing)."""
+    grid = [
+        task_dir / "lr-grid" / f / f"lr-{lr:g}" / "summary.json"
+        for f in recipe.fusions
+        for lr in recipe.lr_grid
+    ]
+    tested = [run_dir(task_dir, f, s) / "eval" / "results.json" for f in recipe.fusions for s in recipe.seeds]
+    return all(path.is_file() for path in grid + tested)
 
 
 def _train_seconds(out_dir: Path, tasks: list[str], recipe: ExperimentConfig) -> dict[str, float]:
@@ -120,21 +206,19 @@ def export(out_dir: Path, export_dir: Path, summaries: dict[str, dict], record: 
         target = export_dir / task
         for fusion in summary["fusions"]:
             for seed in summary["table"][fusion]["seeds"]:
-                _copy_run(run_dir(out_dir / task, fusion, seed), target / "runs" / fusion / f"seed-{seed}")
-        write_json(target / "comparison.json", summary)
-        with atomic_file(target / "comparison.md", "w", encoding="utf-8") as handle:
-            handle.write(comparison_markdown(summary))
+                export_run(run_dir(out_dir / task, fusion, seed), target / "runs" / fusion / f"seed-{seed}")
+        for grid_run in sorted((out_dir / task).glob("lr-grid/*/lr-*")):
+            if (grid_run / "summary.json").is_file():
+                export_run(grid_run, target / grid_run.relative_to(out_dir / task), grid=True)
+        write_comparison(summary, target)  # + accuracy_sorted.png, gain_vs_baseline.png
         plot_layer_weights_by_fusion(summary, target / "layer_weights.png", task)
         plot_accuracy_by_fusion(summary, target / "accuracy.png", task)
+    record["alignment"] = {
+        task: [
+            f for f in summary["fusions"] if (export_dir / task / "alignment" / f / "alignment.png").is_file()
+        ]
+        for task, summary in summaries.items()
+    }
     write_json(export_dir / "study.json", record)
     with atomic_file(export_dir / "README.md", "w", encoding="utf-8") as handle:
         handle.write(study_readme(summaries, record))
-
-
-def _copy_run(source: Path, dest: Path) -> None:
-    """A run's results and logs (never its weights)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("results.json", "results.csv", "predictions.json", "results.md"):
-        shutil.copy2(source / "eval" / name, dest / name)
-    for name in ("summary.json", "config.yaml", "log.jsonl"):
-        shutil.copy2(source / name, dest / name)

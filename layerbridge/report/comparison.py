@@ -232,12 +232,18 @@ def study_readme(summaries: dict[str, dict], record: dict[str, Any]) -> str:
     ]
     for task, summary in summaries.items():
         cfg = record["configs"][task]
+        train, bridge = cfg["run"]["train"], cfg["run"]["bridge"]
+        projector = f"projector `{bridge['projector']}`" + (
+            " with an RMS-normed output" if bridge.get("projector_norm") == "rms" else ""
+        )
+        if bridge.get("projector_init") == "zeros":
+            projector += ", zero-initialised"
         lines += [
             f"## {task}",
             "",
-            f"{cfg['steps']} optimizer steps x batch 8 (lr {cfg['run']['train']['lr']}, cosine, "
-            f"5% warm-up, zero-initialised projector); dev {cfg['run']['train']['dev_limit']} English "
-            "examples; test "
+            f"{cfg['steps']} optimizer steps x batch {train['batch_size']} (AdamW, cosine, "
+            f"{100 * train['warmup_ratio']:.0f}% warm-up; each fusion's learning rate below); {projector}; "
+            f"dev {train['dev_limit'] or 'all'} English examples; test "
             f"{cfg['eval']['limit'] or 'all'} examples per language (class-balanced, the same for "
             "every run).",
             "",
@@ -254,6 +260,12 @@ def study_readme(summaries: dict[str, dict], record: dict[str, Any]) -> str:
             comparison_markdown(summary),
             f"![layer weights]({task}/layer_weights.png)",
             f"![accuracy]({task}/accuracy.png)",
+            f"![accuracy per language, sorted by the baseline]({task}/accuracy_sorted.png)",
+            *([f"![gain over the baseline]({task}/gain_vs_baseline.png)"] if summary["significance"] else []),
+            *[
+                f"![translation retrieval per layer, `{f}` bridge]({task}/alignment/{f}/alignment.png)"
+                for f in record.get("alignment", {}).get(task, [])
+            ],
             "",
         ]
         if len(summary["fusions"]) > 1:
