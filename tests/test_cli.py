@@ -41,6 +41,12 @@ def test_train_eval_predict_from_the_command_line(trained, capsys, tmp_path):
     assert abs(sum(lines[0]["probabilities"].values()) - 1) < 1e-6
     assert main(["predict", str(bridge), "text : w1 label :", "--generate"]) == 0
     assert capsys.readouterr().out.strip()
+    # --both: the scored label and the label greedy generation gives, from the same pass
+    assert main(["predict", str(bridge), "text : w3 marker w9 label :", "--both", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["label"] == "yes" and record["generated_label"] in ("yes", "no", None)
+    assert main(["predict", str(bridge), "text : w3 marker w9 label :", "--both"]) == 0
+    assert capsys.readouterr().out.split("\t")[-1].strip() == f"generated={record['generated_label'] or '-'}"
 
 
 def test_predict_keeps_one_output_line_per_input_line(trained, tmp_path, capsys):
@@ -108,6 +114,7 @@ BAD_COMMANDS = [
     (["eval", "/no/such/bridge"], "not a bridge checkpoint"),
     (["eval", "BRIDGE", "--languages", "xx"], "unknown language 'xx'"),
     (["predict", "BRIDGE", "   "], "no input: every input line is blank"),
+    (["predict", "BRIDGE", "x", "--generate", "--both"], "--generate and --both exclude each other"),
     (["predict", "BRIDGE", "[1, 2]"], "input line 1 is a JSON list; give one JSON object per line"),
     (["models", "prepare", "gpt-5"], "unknown built-in model 'gpt-5'"),
     (["train", "--max-steps", "0"], "train.max_steps must be at least 1"),

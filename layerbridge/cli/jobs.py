@@ -189,6 +189,11 @@ def predict_cmd(
         "auto", "--input-format", help="auto (a line that parses as a JSON object is one) | text | json"
     ),
     generate: bool = typer.Option(False, "--generate", help="generate free text instead of scoring labels"),
+    both: bool = typer.Option(
+        False,
+        "--both",
+        help="score labels and also give the label greedy generation yields (exact match, or -)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object per input"),
     task: str = typer.Option(None, help="task for prompt and labels (default: the bridge's own)"),
     device: str = typer.Option(None),
@@ -204,6 +209,8 @@ def predict_cmd(
 
     if input_format not in ("auto", "text", "json"):
         raise ConfigError(f"unknown --input-format {input_format!r}; choose auto, text or json")
+    if generate and both:
+        raise ConfigError("--generate and --both exclude each other (--both already generates)")
     lines = list(texts) if texts else _read_input_lines(file)
     inputs = {i: _parse_input(line, input_format, i + 1) for i, line in enumerate(lines) if line.strip()}
     if not inputs:
@@ -212,7 +219,7 @@ def predict_cmd(
         bridge,
         list(inputs.values()),
         task=task,
-        mode="generate" if generate else "score",
+        mode="generate" if generate else "both" if both else "score",
         device=device,
         trust_remote_code=trust_remote_code,
     )
@@ -228,7 +235,8 @@ def predict_cmd(
             print(f"{_one_line(result['text'])}\t{result['label'] or '-'}", flush=True)
         else:
             probs = ", ".join(f"{k}={v:.2f}" for k, v in result["probabilities"].items())
-            print(f"{result['label']}\t{probs}", flush=True)
+            generated = f"\tgenerated={result['generated_label'] or '-'}" if both else ""
+            print(f"{result['label']}\t{probs}{generated}", flush=True)
 
 
 def _read_input_lines(file: Path | None) -> list[str]:
