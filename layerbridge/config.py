@@ -206,6 +206,8 @@ class BridgeConfig(ConfigMixin):
 
 
 SOURCES = ("auto", "local", "hub")
+#: train.schedule names -> transformers' scheduler names (linear warm-up first in each)
+SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 
 
 @dataclass
@@ -296,6 +298,9 @@ class TrainConfig(ConfigMixin):
     batch_size: int = 8
     grad_accum: int = 1
     warmup_ratio: float = 0.05
+    #: learning-rate schedule after the linear warm-up: "cosine" (the reference's, to 0 at the
+    #: last step), "linear" (to 0) or "constant" (stays at lr)
+    schedule: str = "cosine"
     max_grad_norm: float | None = 1.0
     #: English training examples, class-stratified subsample (reference: up to 100k)
     max_train_examples: int | None = 100_000
@@ -363,6 +368,8 @@ class TrainConfig(ConfigMixin):
             raise ConfigError("train.epochs must be positive (or set train.max_steps)")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown train.schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ConfigError(f"train.max_grad_norm must be positive (or null), got {self.max_grad_norm}")
         if self.weight_decay < 0 or not all(0 <= b < 1 for b in self.betas):

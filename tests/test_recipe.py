@@ -11,6 +11,7 @@ from layerbridge.checkpoint import read_tensors, save_bridge
 from layerbridge.config import EvalConfig, RunConfig, TrainConfig
 from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.data.types import Example
+from layerbridge.errors import ConfigError
 from layerbridge.experiments.compare import run_comparison
 from layerbridge.experiments.config import recipe_path
 from layerbridge.modeling.fusion import TransformerSoftmaxFusion
@@ -50,6 +51,24 @@ def test_transformer_softmax_layer_positions_have_the_reference_scale():
     assert 0.95 < float(fusion.layer_position.detach().std()) < 1.05  # the reference's torch.randn(L, D)
     old = TransformerSoftmaxFusion(12, 384, position_std=0.02)
     assert 0.018 < float(old.layer_position.detach().std()) < 0.022
+
+
+@pytest.mark.parametrize("schedule, last_lr", [("cosine", 0.0), ("linear", 0.0), ("constant", 1e-3)])
+def test_learning_rate_schedule_after_the_warm_up(make_bridge, schedule, last_lr):
+    bridge = make_bridge("bert", "last")
+    train = TrainConfig(lr=1e-3, warmup_ratio=0.2, schedule=schedule)
+    recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=train))
+    recipe.attach(bridge, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        recipe.optimizer.step()
+        recipe.scheduler.step()
+        lrs.append(recipe.scheduler.get_last_lr()[0])
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)  # 2 warm-up steps
+    assert lrs[-1] == pytest.approx(last_lr, abs=1e-12)
+    assert (schedule == "constant") == all(lr == pytest.approx(1e-3) for lr in lrs[1:])
+    with pytest.raises(ConfigError, match="unknown train.schedule"):
+        TrainConfig(schedule="step")
 
 
 def test_fusion_learning_rate_is_its_own_parameter_group(make_bridge):

@@ -35,7 +35,7 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
 from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge
-from layerbridge.config import EvalConfig, RunConfig
+from layerbridge.config import SCHEDULES, EvalConfig, RunConfig
 from layerbridge.data.batching import length_groups
 from layerbridge.data.encoded import EncodedExamples, epoch_batches, llm_positions, make_loader, split_batch
 from layerbridge.data.types import TaskData
@@ -251,8 +251,8 @@ class TrainRecipe:
         return steps_per_epoch, math.ceil(self.tc.epochs * steps_per_epoch)
 
     def setup_optimizer(self, total_steps: int) -> None:
-        """AdamW over the trainable parameters, cosine schedule with linear warm-up."""
-        from transformers import get_cosine_schedule_with_warmup
+        """AdamW over the trainable parameters; linear warm-up, then ``train.schedule``."""
+        from transformers import get_scheduler
 
         tc = self.tc
         self.params = [p for p in self.bridge.parameters() if p.requires_grad]
@@ -260,7 +260,7 @@ class TrainRecipe:
             parameter_groups(self.bridge, tc.lr, tc.fusion_lr), betas=tc.betas, weight_decay=tc.weight_decay
         )
         warmup = round(tc.warmup_ratio * total_steps)
-        self.scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+        self.scheduler = get_scheduler(SCHEDULES[tc.schedule], optimizer, warmup, total_steps)
         self.model, self.optimizer = self.accelerator.prepare(self.bridge, optimizer)
 
     def _setup_logging(self) -> None:
