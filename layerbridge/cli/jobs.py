@@ -329,9 +329,9 @@ def compare_cmd(
         fusion_list,
         seed_list,
         out_dir,
-        EvalConfig(languages=_csv(languages), limit=limit)
-        if eval_batch_size is None
-        else EvalConfig(languages=_csv(languages), limit=limit, batch_size=eval_batch_size),
+        EvalConfig(languages=_csv(languages), limit=limit).replace(
+            batch_size=eval_batch_size or EvalConfig.batch_size
+        ),
         lr_grid=grid,
         reuse=not overwrite,
         log=console.log,

@@ -40,6 +40,11 @@ def run_dir(out_dir: Path, fusion: str, seed: int) -> Path:
     return out_dir / fusion / f"seed-{seed}"
 
 
+def grid_dir(out_dir: Path, fusion: str, lr: float) -> Path:
+    """Where the learning-rate grid trains ``fusion`` at ``lr`` (English dev only)."""
+    return out_dir / "lr-grid" / fusion / f"lr-{lr:g}"
+
+
 def run_comparison(
     config: RunConfig,
     fusions: Sequence[str],
@@ -116,7 +121,7 @@ def select_learning_rates(
     for fusion in fusions:
         dev = {}
         for lr in grid:
-            folder = out_dir / "lr-grid" / fusion / f"lr-{lr:g}"
+            folder = grid_dir(out_dir, fusion, lr)
             run = _fusion_config(config.replace(train=config.train.replace(lr=lr)), fusion, seed, folder)
             if (folder / "summary.json").is_file():
                 check_reusable(folder, run)

@@ -23,6 +23,7 @@ from typing import Any
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.errors import ConfigError
 from layerbridge.io import load_yaml
+from layerbridge.training.state import checkpoint_dirs
 
 #: run-config fields that change where or how fast a run went, not what it computed
 IGNORED = frozenset(
@@ -107,7 +108,7 @@ def _restore(source: Path, dest: Path, files: tuple[tuple[str, str], ...]) -> bo
     no run of its own (the file that marks it finished is written last)."""
     if not all((source / name).is_file() for name, _ in files):
         return False
-    if any((dest / rel).exists() for _, rel in files) or (dest / "checkpoints").exists():
+    if any((dest / rel).exists() for _, rel in files) or checkpoint_dirs(dest):
         return False
     for name, rel in files:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from typing import Any
 
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.errors import ConfigError
-from layerbridge.experiments.compare import run_comparison, run_dir
+from layerbridge.experiments.compare import grid_dir, run_comparison, run_dir
 from layerbridge.experiments.config import ExperimentConfig, recipe_path
 from layerbridge.experiments.finished import export_run, restore_runs
 from layerbridge.io import atomic_file, write_json
@@ -176,11 +176,7 @@ def probe_alignment(
 
 def _finished(task_dir: Path, recipe: ExperimentConfig) -> bool:
     """Every run of one task is finished (so summarising it trains nothing)."""
-    grid = [
-        task_dir / "lr-grid" / f / f"lr-{lr:g}" / "summary.json"
-        for f in recipe.fusions
-        for lr in recipe.lr_grid
-    ]
+    grid = [grid_dir(task_dir, f, lr) / "summary.json" for f in recipe.fusions for lr in recipe.lr_grid]
     tested = [run_dir(task_dir, f, s) / "eval" / "results.json" for f in recipe.fusions for s in recipe.seeds]
     return all(path.is_file() for path in grid + tested)
 

@@ -295,7 +295,6 @@ class TrainRecipe:
             "lr": tc.lr,
             "seed": tc.seed,
             "precision": accelerate_mixed_precision(tc.precision, self.accelerator.device),
-            "machine": environment(),
             "examples_seen": self.loop.examples_seen,
         }
 
