@@ -228,3 +228,22 @@ def test_experiment_recipes_are_yaml_and_round_trip(tmp_path):
     assert again.run_config("marc") == study_recipe("cpu").run_config("marc")
     with pytest.raises(ConfigError, match="unknown section"):
         ExperimentConfig(fusions=["last"], seeds=[1], run={}, tasks={"xnli": {"optim": {}}})
+
+
+def test_the_study_exports_each_run_as_it_finishes(comparison, tmp_path):
+    """A task cut short keeps its finished runs in the export, in the layout restore_runs reads."""
+    import shutil
+
+    from layerbridge.experiments.study import exporter
+
+    out, _ = comparison
+    task_dir = tmp_path / "task"
+    shutil.copytree(out / "last" / "seed-1", task_dir / "last" / "seed-1")
+    shutil.copytree(out / "last" / "seed-1", task_dir / "lr-grid" / "last" / "lr-0.001")
+    export_one = exporter(task_dir, tmp_path / "export")
+    export_one(task_dir / "last" / "seed-1")
+    export_one(task_dir / "lr-grid" / "last" / "lr-0.001")
+    assert (tmp_path / "export" / "runs" / "last" / "seed-1" / "results.json").is_file()
+    grid = tmp_path / "export" / "lr-grid" / "last" / "lr-0.001"
+    assert sorted(p.name for p in grid.iterdir()) == ["config.yaml", "log.jsonl", "summary.json"]
+    assert restore_runs(tmp_path / "export", tmp_path / "fresh") == 2

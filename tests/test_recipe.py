@@ -157,16 +157,28 @@ def test_learning_rate_grid_chooses_per_fusion_on_english_dev(tiny_dir, marker_t
     config = tiny_run_config(
         tiny_dir, marker_task, tmp_path / "unused", max_steps=20, eval_every=10, save_every=0
     )
+    finished, messages = [], []
+    cmp = tmp_path / "cmp"
     summary = run_comparison(
-        config, ["last"], [1], tmp_path / "cmp", EvalConfig(limit=20), lr_grid=[1e-5, 3e-3], progress=False,
-        log=lambda _: None,
+        config, ["last"], [1, 2], cmp, EvalConfig(limit=20), lr_grid=[1e-5, 3e-3], progress=False,
+        log=messages.append, on_finished=finished.append,
     )  # fmt: skip
     chosen = summary["lr_selection"]["last"]
     assert set(chosen["grid"]) == {"1e-05", "0.003"} and chosen["lr"] in (1e-5, 3e-3)
     assert chosen["grid"][f"{chosen['lr']:g}"] == max(chosen["grid"].values())
-    run = RunConfig.from_file(tmp_path / "cmp" / "last" / "seed-1" / "config.yaml")
-    assert run.train.lr == chosen["lr"]  # the test-time run uses the chosen rate
-    assert summary["budget"]["last"]["steps"] == [20] and summary["budget"]["last"]["examples_seen"] == [160]
+    seed_1, grid_run = cmp / "last" / "seed-1", cmp / "lr-grid" / "last" / f"lr-{chosen['lr']:g}"
+    run = RunConfig.from_file(seed_1 / "config.yaml")
+    assert run.train.lr == chosen["lr"] and run.train.output_dir == str(seed_1)  # tested at the chosen rate
+    assert summary["budget"]["last"]["steps"] == [20, 20]
+    assert summary["budget"]["last"]["examples_seen"] == [160, 160]
+    # the first seed's run is the grid run at the chosen rate, tested, not trained again
+    assert sum("training ->" in m for m in messages) == 1  # seed 2 only
+    best = [read_tensors(folder / "best" / "bridge.safetensors") for folder in (seed_1, grid_run)]
+    assert best[0].keys() == best[1].keys() and all(torch.equal(best[0][k], best[1][k]) for k in best[0])
+    assert not (cmp / "last" / "seed-1.partial").exists()
+    # every run is reported as it finishes (the study exports it there and then)
+    grid = [cmp / "lr-grid" / "last" / v for v in ("lr-1e-05", "lr-0.003")]
+    assert finished == [*grid, seed_1, cmp / "last" / "seed-2"]
 
 
 def test_global_softmax_bridges_saved_with_the_reference_parametrisation_still_load(make_bridge, tmp_path):

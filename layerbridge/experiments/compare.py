@@ -2,9 +2,13 @@
 
 Layout of ``out_dir``::
 
+    lr-grid/<fusion>/lr-<v>/    the learning-rate grid's runs (first seed, English dev only)
     <fusion>/seed-<s>/          a training run (best/, final/, log.jsonl, summary.json)
     <fusion>/seed-<s>/eval/     its test evaluation (results.json, predictions.json, plots)
     comparison.json / .md / .csv
+
+With a grid, the first seed's run *is* the grid run at the chosen rate (same config, same
+seed: training it again would give the same weights bit for bit), copied and then tested.
 
 A finished (fusion, seed) is reused when the comparison is run again, so an interrupted
 comparison continues where it stopped; each test split is evaluated once per run. A run is
@@ -16,6 +20,7 @@ differ.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from layerbridge.checkpoint import load_bridge
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.evaluate import evaluate
@@ -56,30 +62,39 @@ def run_comparison(
     reuse: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    on_finished: Callable[[Path], None] | None = None,
 ) -> dict[str, Any]:
     """Train every (fusion, seed), evaluate each once on the test split, and summarise.
 
     With ``lr_grid``, each fusion first gets its own learning rate: the grid value with the
-    best English dev accuracy for the first seed (:func:`select_learning_rates`).
+    best English dev accuracy for the first seed (:func:`select_learning_rates`), whose run
+    becomes that seed's. ``on_finished(folder)`` is called as each run (grid or tested) is
+    finished, e.g. to export it before the next one starts.
     """
     out_dir = Path(out_dir)
     eval_config = eval_config or EvalConfig()
     task = get_task(config.task)
-    base = load_base_models(config.bridge) if lr_grid else None
-    selection = select_learning_rates(config, fusions, lr_grid, seeds[0], out_dir, base, progress, log)
+    done = on_finished or (lambda folder: None)
+    grid_done = all((grid_dir(out_dir, f, lr) / "summary.json").is_file() for f in fusions for lr in lr_grid)
+    base = None if grid_done else load_base_models(config.bridge)  # loaded once, when needed
+    selection = select_learning_rates(config, fusions, lr_grid, seeds[0], out_dir, base, progress, log, done)
     runs: dict[str, dict[int, dict]] = {}
     for fusion in fusions:
         run_config = config.replace(train=config.train.replace(lr=selection[fusion]["lr"]))
         for seed in seeds:
             folder = run_dir(out_dir, fusion, seed)
+            intended = _fusion_config(run_config, fusion, seed, folder)
             if reuse and (folder / "eval" / "results.json").is_file():
-                check_reusable(folder, _fusion_config(run_config, fusion, seed, folder), eval_config)
+                check_reusable(folder, intended, eval_config)
                 log(f"{fusion} seed {seed}: reusing {folder / 'eval' / 'results.json'}")
             else:
+                if lr_grid and seed == seeds[0]:
+                    adopt_grid_run(grid_dir(out_dir, fusion, selection[fusion]["lr"]), intended, log)
                 base = base or load_base_models(config.bridge)
                 train_and_test(
                     run_config, task, fusion, seed, folder, eval_config, base, reuse, progress, log
                 )
+            done(folder)
             runs.setdefault(fusion, {})[seed] = _load_run(folder)
     summary = summarize(runs, task.low_resource, baseline=BASELINE if BASELINE in fusions else fusions[0])
     summary["config"] = config.to_dict()
@@ -109,6 +124,7 @@ def select_learning_rates(
     base,
     progress: bool,
     log: Callable[[str], None],
+    on_finished: Callable[[Path], None] = lambda folder: None,
 ) -> dict[str, dict[str, Any]]:
     """Per fusion: the ``grid`` learning rate with the best English dev accuracy (one seed).
 
@@ -128,6 +144,7 @@ def select_learning_rates(
             else:
                 log(f"{fusion}: learning rate {lr:g} on English dev -> {folder}")
                 _train(run, folder, base, True, progress, log)
+            on_finished(folder)
             dev[f"{lr:g}"] = json.loads((folder / "summary.json").read_text())["best_dev_accuracy"]
         best = max(grid, key=lambda lr: (dev[f"{lr:g}"], -lr))  # ties: the smaller learning rate
         selection[fusion] = {"lr": best, "grid": dev, "seed": seed}
@@ -172,18 +189,43 @@ def train_and_test(
     progress: bool,
     log: Callable[[str], None],
 ) -> None:
-    """One (fusion, seed): train (resuming an interrupted run), then evaluate once on test."""
-    log(f"{fusion} seed {seed}: training -> {folder}")
-    result = _train(_fusion_config(config, fusion, seed, folder), folder, base, reuse, progress, log)
-    log(f"{fusion} seed {seed}: best dev accuracy {result.summary['best_dev_accuracy']:.3f}; testing")
+    """One (fusion, seed): train (resuming an interrupted run) unless its training finished,
+    then evaluate its best bridge once on test."""
+    run = _fusion_config(config, fusion, seed, folder)
+    if reuse and (folder / "summary.json").is_file():
+        check_reusable(folder, run)
+        bridge, best_dir = load_bridge(folder / "best", base=base), folder / "best"
+        dev = json.loads((folder / "summary.json").read_text())["best_dev_accuracy"]
+    else:
+        log(f"{fusion} seed {seed}: training -> {folder}")
+        result = _train(run, folder, base, reuse, progress, log)
+        bridge, best_dir, dev = result.bridge, result.best_dir, result.summary["best_dev_accuracy"]
+    log(f"{fusion} seed {seed}: best dev accuracy {dev:.3f}; testing")
     evaluate(
-        result.bridge,
+        bridge,
         task,
         eval_config,
         out_dir=folder / "eval",
-        bridge_info={"path": str(result.best_dir), "seed": seed},
+        bridge_info={"path": str(best_dir), "seed": seed},
         progress=progress,
     )
+
+
+def adopt_grid_run(source: Path, config: RunConfig, log: Callable[[str], None]) -> None:
+    """Make the finished grid run ``source`` the run ``config`` asks for (its first seed at the
+    chosen rate: the same config but the folder), unless that folder already holds a run."""
+    folder = Path(config.train.output_dir)
+    if folder.exists() and any(folder.iterdir()):
+        return
+    check_reusable(source, config)  # the same run, wherever it was written
+    log(f"{config.bridge.fusion} seed {config.train.seed}: the grid run {source} is this run")
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)  # a copy interrupted earlier
+    shutil.copytree(source, staging)
+    (staging / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    if folder.exists():
+        folder.rmdir()  # empty
+    staging.rename(folder)  # all or nothing
 
 
 def _load_run(folder: Path) -> dict[str, Any]:

@@ -12,7 +12,8 @@ writes
 
 The study outlives one sitting: run it again and it continues — from ``<out>`` on the same
 machine, and from the committed ``<export>`` on a fresh checkout (finished runs are restored
-from it and reused when their configs match the recipe's).
+from it and reused when their configs match the recipe's). Each run is exported as soon as it
+finishes, so a sitting that ends mid-task loses at most the run in progress.
 
 The budget is set for the machine at hand: ``--quick`` runs the whole pipeline in minutes
 on a laptop CPU (numbers meaningless); the default CPU budget is estimated at ~9 hours on two
@@ -131,6 +132,7 @@ def _study_task(
         reuse=True,
         progress=False,
         log=log,
+        on_finished=None if export_dir is None else exporter(out_dir / task, Path(export_dir) / task),
     )
     if export_dir is not None:
         probe_alignment(out_dir / task, Path(export_dir) / task, config, eval_config, recipe, log)
@@ -195,17 +197,30 @@ def _train_seconds(out_dir: Path, tasks: list[str], recipe: ExperimentConfig) ->
 
 
 # ------------------------------------------------------------------------------------ export
+def exporter(task_dir: Path, target: Path) -> Callable[[Path], None]:
+    """Export one finished run of ``task_dir`` into ``target``'s layout (``runs/<fusion>/seed-<s>``,
+    ``lr-grid/<fusion>/lr-<v>``) — called as each run finishes, so a task cut short keeps its
+    finished runs in the export, and the next sitting restores them."""
+
+    def export_one(folder: Path) -> None:
+        relative = folder.relative_to(task_dir)
+        grid = relative.parts[0] == "lr-grid"
+        export_run(folder, target / (relative if grid else Path("runs") / relative), grid=grid)
+
+    return export_one
+
+
 def export(out_dir: Path, export_dir: Path, summaries: dict[str, dict], record: dict[str, Any]) -> None:
     """Copy results (no weights) and write tables, plots and README into ``export_dir``."""
     export_dir.mkdir(parents=True, exist_ok=True)
     for task, summary in summaries.items():
-        target = export_dir / task
+        target, export_one = export_dir / task, exporter(out_dir / task, export_dir / task)
         for fusion in summary["fusions"]:
             for seed in summary["table"][fusion]["seeds"]:
-                export_run(run_dir(out_dir / task, fusion, seed), target / "runs" / fusion / f"seed-{seed}")
+                export_one(run_dir(out_dir / task, fusion, seed))
         for grid_run in sorted((out_dir / task).glob("lr-grid/*/lr-*")):
             if (grid_run / "summary.json").is_file():
-                export_run(grid_run, target / grid_run.relative_to(out_dir / task), grid=True)
+                export_one(grid_run)
         write_comparison(summary, target)  # + accuracy_sorted.png, gain_vs_baseline.png
         plot_layer_weights_by_fusion(summary, target / "layer_weights.png", task)
         plot_accuracy_by_fusion(summary, target / "accuracy.png", task)
