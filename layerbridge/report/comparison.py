@@ -241,8 +241,9 @@ def study_readme(summaries: dict[str, dict], record: dict[str, Any]) -> str:
         lines += [
             f"## {task}",
             "",
-            f"{cfg['steps']} optimizer steps x batch {train['batch_size']} (AdamW, cosine, "
-            f"{100 * train['warmup_ratio']:.0f}% warm-up; each fusion's learning rate below); {projector}; "
+            f"{cfg['steps']} optimizer steps x batch {train['batch_size']} (AdamW, "
+            f"{train.get('schedule', 'cosine')} schedule, {100 * train['warmup_ratio']:.0f}% warm-up; "
+            f"each fusion's learning rate below); {projector}; "
             f"dev {train['dev_limit'] or 'all'} English examples; test "
             f"{cfg['eval']['limit'] or 'all'} examples per language (class-balanced, the same for "
             "every run).",
