@@ -52,11 +52,16 @@ def test_comparison_tables_and_paired_tests(comparison):
     machine = summary["budget"]["last"]["machine"][0]
     assert machine["torch"] == torch.__version__ and "cpu_flags" in machine
     assert "- Machine (4 runs): " in (out / "comparison.md").read_text()
+
     # each seed's own accuracy is printed, not only the mean ± std
-    row = "| en | " + " | ".join(
-        " / ".join(f"{100 * a:.1f}" for a in summary["table"][f]["languages"]["en"]["accuracy_per_seed"])
-        for f in ("last", "global-softmax")
-    )
+    def cell(stats):
+        seeds = " / ".join(f"{100 * a:.1f}" for a in stats["accuracy_per_seed"])
+        test = stats["seed_range"]  # with the seeds' range and whether it exceeds item noise
+        assert test["range"] == pytest.approx(abs(np.subtract(*stats["accuracy_per_seed"])))
+        return f"{seeds} (range {100 * test['range']:.1f}, p={test['p_value']:.2f})"
+
+    en = [summary["table"][f]["languages"]["en"] for f in ("last", "global-softmax")]
+    row = "| en | " + " | ".join(cell(stats) for stats in en)
     assert row in (out / "comparison.md").read_text().split("Per seed (1 / 2)")[1]
     # the generation metric (mode "both") beside label scoring, from the same runs
     generation = summary["table"]["global-softmax"]["languages"]["en"]["generation"]

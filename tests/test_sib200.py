@@ -196,6 +196,24 @@ def test_holm_known_answer():
     assert metrics.holm([]) == []
 
 
+def test_seed_range_test_known_answers():
+    rng = np.random.default_rng(1)
+    same = rng.random(40) < 0.7
+    tied = metrics.seed_range_test([np.stack([same, same, same])], n_resamples=500)
+    assert tied == {"range": 0.0, "null_median": 0.0, "p_value": 1.0}  # identical seeds
+    # seed 1 right on every item, seeds 2 and 3 on half: far beyond what shuffling items explains
+    half = np.arange(40) % 2 == 0
+    apart = metrics.seed_range_test([np.stack([np.ones(40, bool), half, half])], n_resamples=500)
+    assert apart["range"] == pytest.approx(0.5) and apart["p_value"] < 0.01 and apart["null_median"] < 0.3
+    # two seeds differing on 2 of 4 items in opposite directions: every shuffle gives 0 or 0.5
+    a, b = np.array([1, 0, 1, 1], bool), np.array([0, 1, 1, 1], bool)
+    swap = metrics.seed_range_test([np.stack([a, b])], n_resamples=2000, seed=3)
+    assert swap["range"] == 0.0 and swap["p_value"] == 1.0
+    # groups weigh equally: (1 + 0) / 2 vs (0 + 0) / 2 over groups of 1 and 3 items
+    grouped = metrics.seed_range_test([np.array([[1], [0]], bool), np.zeros((2, 3), bool)], n_resamples=200)
+    assert grouped["range"] == pytest.approx(0.5)
+
+
 # ---------------------------------------------------------------------------------- evaluation
 def test_sib_evaluation_reports_scripts_coverage_and_groups(make_bridge, sib_dir, tmp_path):
     bridge = make_bridge("bert", "last")

@@ -154,6 +154,39 @@ def mcnemar_correct(right_a: Array, right_b: Array) -> dict[str, float]:
     return {"a_only": b, "b_only": c, "p_value": float(min(1.0, 2 * tail))}
 
 
+def seed_range_test(
+    correct: Sequence[Array], n_resamples: int = 10_000, seed: int = 0, chunk: int = 500
+) -> dict[str, float]:
+    """Do the seeds differ by more than the test items explain? A permutation test of seed spread.
+
+    ``correct`` holds one ``[S, n_g]`` correctness matrix per group (e.g. per language; one
+    group for a single language) for the same S seeds. The statistic is the range of the
+    seeds' accuracies, R = max_s a_s - min_s a_s, with a_s the unweighted mean over groups of
+    seed s's group accuracy. Under H0 the seeds are exchangeable — equally good bridges that
+    differ only in which items they happen to get right — so each item's S outcomes are
+    permuted among the seeds; p = P(R_perm >= R_obs). Returns R_obs, the null median and p.
+    """
+    rng = np.random.default_rng(seed)
+    mats = [np.asarray(c, dtype=np.float64) for c in correct]
+    observed = sum(m.mean(-1) for m in mats) / len(mats)  # [S]
+    null = []
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        acc = np.zeros((size, observed.shape[0]))
+        for m in mats:
+            order = np.argsort(rng.random((size, *m.shape)), axis=1)  # a permutation per item
+            acc += np.take_along_axis(np.broadcast_to(m, (size, *m.shape)), order, axis=1).mean(-1)
+        acc /= len(mats)
+        null.append(acc.max(1) - acc.min(1))
+    null_ranges = np.concatenate(null)
+    r_obs = float(observed.max() - observed.min())
+    return {
+        "range": r_obs,
+        "null_median": float(np.median(null_ranges)),
+        "p_value": float(np.mean(null_ranges >= r_obs - 1e-12)),
+    }
+
+
 def normalised_entropy(weights: Array) -> float:
     """H(p) / log L of the distribution p = w / sum(w) over L items: 1 = uniform, 0 = one item."""
     p = np.asarray(weights, dtype=np.float64)

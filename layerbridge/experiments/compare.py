@@ -40,6 +40,8 @@ from layerbridge.training import train
 from layerbridge.training.state import checkpoint_dirs
 
 BASELINE = "last"
+#: permutations of the seed-spread test (p to about +-0.01 near 0.1)
+SEED_RESAMPLES = 2_000
 
 
 def run_dir(out_dir: Path, fusion: str, seed: int) -> Path:
@@ -301,6 +303,9 @@ def fusion_table(by_seed: dict[int, dict], languages: list[str], groups: dict[st
         for name, langs in groups.items():
             per_run = [float(np.mean([r[x]["generation"]["accuracy"] for x in langs])) for r in results]
             averages[name]["generation"] = _spread(per_run)
+    if len(by_seed) > 1:  # do the seeds differ by more than which items each got right?
+        for key, test in seed_ranges(by_seed, languages, groups).items():
+            (averages if key.startswith("avg:") else per_lang)[key.removeprefix("avg:")]["seed_range"] = test
     table = {
         "seeds": sorted(by_seed),
         "languages": per_lang,
@@ -313,6 +318,19 @@ def fusion_table(by_seed: dict[int, dict], languages: list[str], groups: dict[st
         table["layer_weights_per_seed"] = weights.mean(1).tolist()
         table["layer_entropy_per_seed"] = [metrics.normalised_entropy(w) for w in weights.mean(1)]
     return table
+
+
+def seed_ranges(
+    by_seed: dict[int, dict], languages: list[str], groups: dict[str, list[str]]
+) -> dict[str, dict[str, float]]:
+    """The seed-spread permutation test (:func:`metrics.seed_range_test`) per language and per
+    group (``avg:<group>``), on the seeds' per-item correctness."""
+    seeds = sorted(by_seed)
+    correct = {lang: _correct_matrix(by_seed, lang, seeds)[0] for lang in languages}
+    tests = {lang: metrics.seed_range_test([correct[lang]], SEED_RESAMPLES) for lang in languages}
+    for name, langs in groups.items():
+        tests[f"avg:{name}"] = metrics.seed_range_test([correct[x] for x in langs], SEED_RESAMPLES)
+    return tests
 
 
 def fusion_significance(

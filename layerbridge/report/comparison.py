@@ -59,7 +59,9 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
 
 def seed_lines(summary: dict[str, Any], max_languages: int = 8) -> list[str]:
     """Every seed's own accuracy (%) — per language when there are few, else the "all" average —
-    and the English dev accuracy that selected each bridge: a mean ± std hides a stalled seed."""
+    and the English dev accuracy that selected each bridge: a mean ± std hides a stalled seed.
+    Each row adds the seeds' range and the permutation p that they are equally good (a small p:
+    the seeds differ by more than which test items each happened to get right)."""
     fusions, tables = summary["fusions"], summary["table"]
     seeds = tables[fusions[0]]["seeds"]
     if len(seeds) < 2:
@@ -72,15 +74,21 @@ def seed_lines(summary: dict[str, Any], max_languages: int = 8) -> list[str]:
     def per_seed(values: list[float | None]) -> str:
         return " / ".join("–" if v is None else f"{100 * v:.1f}" for v in values)
 
+    def with_range(stats: dict[str, Any]) -> str:
+        test = stats.get("seed_range")
+        extra = f" (range {100 * test['range']:.1f}, p={test['p_value']:.2f})" if test else ""
+        return per_seed(stats["accuracy_per_seed"]) + extra
+
     lines = [
         "",
-        f"Per seed ({' / '.join(str(s) for s in seeds)}), accuracy (%):",
+        f"Per seed ({' / '.join(str(s) for s in seeds)}), accuracy (%); in brackets the seeds' range"
+        " and the permutation p that they are equally good (items' outcomes shuffled among seeds):",
         "",
         "| language | " + " | ".join(f"`{f}`" for f in fusions) + " |",
         "|---|" + "---:|" * len(fusions),
     ]
     for name, stats in rows:
-        lines.append(f"| {name} | " + " | ".join(per_seed(s["accuracy_per_seed"]) for s in stats) + " |")
+        lines.append(f"| {name} | " + " | ".join(with_range(s) for s in stats) + " |")
     dev = [per_seed(tables[f].get("best_dev_accuracy", [None] * len(seeds))) for f in fusions]
     lines.append("| English dev (selection) | " + " | ".join(dev) + " |")
     return lines
