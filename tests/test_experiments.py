@@ -252,3 +252,17 @@ def test_the_study_exports_each_run_as_it_finishes(comparison, tmp_path):
     grid = tmp_path / "export" / "lr-grid" / "last" / "lr-0.001"
     assert sorted(p.name for p in grid.iterdir()) == ["config.yaml", "log.jsonl", "summary.json"]
     assert restore_runs(tmp_path / "export", tmp_path / "fresh") == 2
+
+
+def test_study_training_time_counts_every_trained_run_once(tmp_path):
+    """With a grid, the first seed's run is the grid's chosen run: counted once, via the grid."""
+    from layerbridge.experiments.study import _train_seconds
+
+    recipe = ExperimentConfig(fusions=["last"], seeds=[1, 2], run={}, lr_grid=[1e-3, 2e-3])
+    seconds = {"lr-grid/last/lr-0.001": 10, "lr-grid/last/lr-0.002": 20, "last/seed-1": 20, "last/seed-2": 5}
+    for folder, value in seconds.items():
+        (tmp_path / "t" / folder).mkdir(parents=True)
+        (tmp_path / "t" / folder / "summary.json").write_text(json.dumps({"train_seconds": value}))
+    assert _train_seconds(tmp_path, ["t"], recipe) == {"t": 35.0}
+    no_grid = recipe.replace(lr_grid=[])
+    assert _train_seconds(tmp_path, ["t"], no_grid) == {"t": 25.0}

@@ -184,15 +184,16 @@ def _finished(task_dir: Path, recipe: ExperimentConfig) -> bool:
 
 
 def _train_seconds(out_dir: Path, tasks: list[str], recipe: ExperimentConfig) -> dict[str, float]:
+    """Training seconds per task over every run trained: the learning-rate grid (whose chosen
+    run is also the first seed's) and the other seeds."""
     total = {}
     for task in tasks:
-        seconds = 0.0
-        for fusion in recipe.fusions:
-            for seed in recipe.seeds:
-                path = run_dir(out_dir / task, fusion, seed) / "summary.json"
-                if path.is_file():
-                    seconds += json.loads(path.read_text())["train_seconds"]
-        total[task] = round(seconds, 1)
+        folders = [grid_dir(out_dir / task, f, lr) for f in recipe.fusions for lr in recipe.lr_grid]
+        folders += [run_dir(out_dir / task, f, s) for f in recipe.fusions for s in recipe.seeds[1:]]
+        if not recipe.lr_grid:
+            folders += [run_dir(out_dir / task, f, recipe.seeds[0]) for f in recipe.fusions]
+        done = [folder / "summary.json" for folder in folders if (folder / "summary.json").is_file()]
+        total[task] = round(sum(json.loads(path.read_text())["train_seconds"] for path in done), 1)
     return total
 
 

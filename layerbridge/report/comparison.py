@@ -232,7 +232,7 @@ def study_readme(summaries: dict[str, dict], record: dict[str, Any]) -> str:
         "  English-only training; checkpoint selection on English dev; each test split evaluated once.",
         f"- Hardware: {hw['cpu']} ({hw['cpu_cores']} cores), GPU: {hw['gpu'] or 'none'}; "
         f"torch {hw['torch']}, transformers {hw['transformers']}.",
-        "- Training time (sum over runs): "
+        "- Training time (the training loops of every run, the learning-rate grid's included): "
         + ", ".join(f"{k} {v / 60:.0f} min" for k, v in record["train_seconds"].items()),
         "- Significance: paired bootstrap over test examples (seed-averaged correctness, 10,000",
         "  resamples) and exact McNemar on (seed, example) pairs, each fusion against `last`.",
