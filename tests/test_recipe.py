@@ -195,3 +195,15 @@ def test_global_softmax_bridges_saved_with_the_reference_parametrisation_still_l
     assert loaded.fusion.parametrisation == "reference" and float(
         loaded.fusion.temperature.detach()
     ) == pytest.approx(102)
+
+
+def test_a_grid_run_without_weights_is_not_adopted(tiny_dir, marker_task, tmp_path):
+    """A grid run restored from an export (logs, no weights) cannot be tested: the seed trains."""
+    from layerbridge.experiments.compare import adopt_grid_run
+
+    source = tmp_path / "lr-grid" / "last" / "lr-0.001"
+    source.mkdir(parents=True)
+    (source / "summary.json").write_text("{}")
+    config = tiny_run_config(tiny_dir, marker_task, tmp_path / "last" / "seed-1", max_steps=5)
+    adopt_grid_run(source, config, log=lambda _: None)
+    assert not (tmp_path / "last" / "seed-1").exists()

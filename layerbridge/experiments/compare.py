@@ -215,9 +215,10 @@ def train_and_test(
 
 def adopt_grid_run(source: Path, config: RunConfig, log: Callable[[str], None]) -> None:
     """Make the finished grid run ``source`` the run ``config`` asks for (its first seed at the
-    chosen rate: the same config but the folder), unless that folder already holds a run."""
+    chosen rate: the same config but the folder), unless that folder already holds a run or
+    ``source`` has no weights (restored from an export: then the seed trains afresh)."""
     folder = Path(config.train.output_dir)
-    if folder.exists() and any(folder.iterdir()):
+    if (folder.exists() and any(folder.iterdir())) or not (source / "best" / "bridge.safetensors").is_file():
         return
     check_reusable(source, config)  # the same run, wherever it was written
     log(f"{config.bridge.fusion} seed {config.train.seed}: the grid run {source} is this run")
