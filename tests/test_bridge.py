@@ -10,7 +10,8 @@ from transformers.modeling_outputs import BaseModelOutput
 from layerbridge import BridgeConfig
 from layerbridge.errors import ConfigError, DataError, ModelError
 from layerbridge.evaluation.predict import encode_texts, generate_texts, score_texts
-from layerbridge.modeling.builders import check_bridge_config
+from layerbridge.modeling import builders
+from layerbridge.modeling.builders import check_bridge_config, load_base_models
 from tests.conftest import FUSION_NAMES
 
 PROMPTS = [
@@ -181,6 +182,24 @@ def test_options_include_embeddings_and_unfrozen_encoder(make_bridge):
     assert all(g is not None for g in enc_grads)
     assert all(p.grad is None for p in unfrozen.llm.parameters())
     assert any(k.startswith("encoder.") for k in unfrozen.bridge_state_dict())
+
+
+def test_fusion_width_is_checked_before_encoder_weights_load(tiny_dir, monkeypatch):
+    def no_weights(*args, **kwargs):
+        raise AssertionError("encoder weights were loaded before the fusion options were checked")
+
+    monkeypatch.setattr(builders, "load_encoder_model", no_weights)
+    config = BridgeConfig(
+        encoder=str(tiny_dir / "bert"),  # hidden 32: 3 heads do not divide it, 4 do
+        llm=str(tiny_dir / "llama"),
+        fusion="transformer-softmax",
+        fusion_options={"num_heads": 3},
+    )
+    check_bridge_config(config)  # the toy-size check cannot know the real width
+    with pytest.raises(ConfigError, match="num_heads=3 does not divide the encoder's hidden size 32"):
+        load_base_models(config, device="cpu")
+    with pytest.raises(AssertionError, match="were loaded"):  # 4 heads pass the check
+        load_base_models(config.replace(fusion_options={"num_heads": 4}), device="cpu")
 
 
 def test_errors_name_the_problem(make_bridge, monkeypatch):

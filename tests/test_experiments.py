@@ -255,14 +255,21 @@ def test_the_study_exports_each_run_as_it_finishes(comparison, tmp_path):
 
 
 def test_study_training_time_counts_every_trained_run_once(tmp_path):
-    """With a grid, the first seed's run is the grid's chosen run: counted once, via the grid."""
+    """With a grid, the first seed's run is a copy of the grid's chosen run: counted once. A first
+    seed that trained afresh (its grid run restored without weights) is counted too."""
     from layerbridge.experiments.study import _train_seconds
 
+    def write(folder: str, summary: dict) -> None:
+        (tmp_path / "t" / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "t" / folder / "summary.json").write_text(json.dumps(summary))
+
     recipe = ExperimentConfig(fusions=["last"], seeds=[1, 2], run={}, lr_grid=[1e-3, 2e-3])
-    seconds = {"lr-grid/last/lr-0.001": 10, "lr-grid/last/lr-0.002": 20, "last/seed-1": 20, "last/seed-2": 5}
-    for folder, value in seconds.items():
-        (tmp_path / "t" / folder).mkdir(parents=True)
-        (tmp_path / "t" / folder / "summary.json").write_text(json.dumps({"train_seconds": value}))
+    write("lr-grid/last/lr-0.001", {"train_seconds": 10, "lr": 1e-3})
+    write("lr-grid/last/lr-0.002", {"train_seconds": 20, "lr": 2e-3})
+    write("last/seed-1", {"train_seconds": 20, "lr": 2e-3})  # the copied grid run
+    write("last/seed-2", {"train_seconds": 5, "lr": 2e-3})
     assert _train_seconds(tmp_path, ["t"], recipe) == {"t": 35.0}
     no_grid = recipe.replace(lr_grid=[])
     assert _train_seconds(tmp_path, ["t"], no_grid) == {"t": 25.0}
+    write("last/seed-1", {"train_seconds": 21, "lr": 2e-3})  # retrained: its own summary
+    assert _train_seconds(tmp_path, ["t"], recipe) == {"t": 56.0}

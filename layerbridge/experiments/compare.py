@@ -126,7 +126,7 @@ def select_learning_rates(
     base,
     progress: bool,
     log: Callable[[str], None],
-    on_finished: Callable[[Path], None] = lambda folder: None,
+    on_finished: Callable[[Path], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per fusion: the ``grid`` learning rate with the best English dev accuracy (one seed).
 
@@ -146,7 +146,8 @@ def select_learning_rates(
             else:
                 log(f"{fusion}: learning rate {lr:g} on English dev -> {folder}")
                 _train(run, folder, base, True, progress, log)
-            on_finished(folder)
+            if on_finished is not None:
+                on_finished(folder)
             dev[f"{lr:g}"] = json.loads((folder / "summary.json").read_text())["best_dev_accuracy"]
         best = max(grid, key=lambda lr: (dev[f"{lr:g}"], -lr))  # ties: the smaller learning rate
         selection[fusion] = {"lr": best, "grid": dev, "seed": seed}

@@ -184,17 +184,23 @@ def _finished(task_dir: Path, recipe: ExperimentConfig) -> bool:
 
 
 def _train_seconds(out_dir: Path, tasks: list[str], recipe: ExperimentConfig) -> dict[str, float]:
-    """Training seconds per task over every run trained: the learning-rate grid (whose chosen
-    run is also the first seed's) and the other seeds."""
+    """Training seconds per task over every run trained: the learning-rate grid and every seed's
+    run, except a first seed's run that is a copy of its grid run (same summary) — counted once."""
     total = {}
     for task in tasks:
-        folders = [grid_dir(out_dir / task, f, lr) for f in recipe.fusions for lr in recipe.lr_grid]
-        folders += [run_dir(out_dir / task, f, s) for f in recipe.fusions for s in recipe.seeds[1:]]
-        if not recipe.lr_grid:
-            folders += [run_dir(out_dir / task, f, recipe.seeds[0]) for f in recipe.fusions]
-        done = [folder / "summary.json" for folder in folders if (folder / "summary.json").is_file()]
-        total[task] = round(sum(json.loads(path.read_text())["train_seconds"] for path in done), 1)
+        grid = [grid_dir(out_dir / task, f, lr) for f in recipe.fusions for lr in recipe.lr_grid]
+        runs = [run_dir(out_dir / task, f, s) for f in recipe.fusions for s in recipe.seeds]
+        summaries = [_summary(folder) for folder in grid + runs]
+        grid_texts = set(summaries[: len(grid)])
+        trained = summaries[: len(grid)] + [text for text in summaries[len(grid) :] if text not in grid_texts]
+        total[task] = round(sum(json.loads(text)["train_seconds"] for text in trained if text), 1)
     return total
+
+
+def _summary(folder: Path) -> str:
+    """The text of a run's summary.json ("" when it has not finished)."""
+    path = folder / "summary.json"
+    return path.read_text() if path.is_file() else ""
 
 
 # ------------------------------------------------------------------------------------ export

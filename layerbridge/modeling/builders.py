@@ -13,7 +13,7 @@ from layerbridge.builtin import resolve_model
 from layerbridge.config import BridgeConfig
 from layerbridge.errors import ConfigError, ModelError
 from layerbridge.modeling.bridge import Bridge
-from layerbridge.modeling.encoder import load_encoder_model
+from layerbridge.modeling.encoder import encoder_dims, load_encoder_model, read_encoder_config
 from layerbridge.modeling.fusion import FUSIONS, build_fusion
 from layerbridge.modeling.llm import load_llm_model
 from layerbridge.modeling.projector import PROJECTORS, build_projector
@@ -72,13 +72,32 @@ def load_encoder(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     log: Callable[[str], None] | None = None,
+    check: Callable[[object], None] | None = None,
 ) -> tuple[nn.Module, object]:
-    """The encoder named ``name`` (built-in, hub id or path) and its tokenizer, on ``device``."""
+    """The encoder named ``name`` (built-in, hub id or path) and its tokenizer, on ``device``;
+    ``check`` sees its ``transformers`` config before any weights load."""
     quiet_transformers()
     dev = resolve_device(device)
     path = resolve_model(name, log=log)
+    if check is not None:
+        check(read_encoder_config(path, trust_remote_code))
     model = load_encoder_model(path, weights_dtype(dtype, dev), trust_remote_code).to(dev)
     return model, load_tokenizer(path, trust_remote_code)
+
+
+def check_fusion_fits(config: BridgeConfig) -> Callable[[object], None]:
+    """A check of the fusion options against the encoder's real width, run on the encoder's
+    ``transformers`` config before its weights load (e.g. ``num_heads`` must divide D)."""
+
+    def check(encoder_config: object) -> None:
+        hidden, _ = encoder_dims(encoder_config)
+        heads = config.fusion_options.get("num_heads", 1)
+        if config.fusion == "transformer-softmax" and hidden % heads:
+            raise ConfigError(
+                f"fusion_options.num_heads={heads} does not divide the encoder's hidden size {hidden}"
+            )
+
+    return check
 
 
 def load_base_models(
@@ -88,7 +107,9 @@ def load_base_models(
 ) -> BaseModels:
     """Load (preparing built-ins first) the encoder and the LLM named in ``config``."""
     trust = config.trust_remote_code
-    encoder, encoder_tokenizer = load_encoder(config.encoder, device, config.dtype, trust, log=log)
+    encoder, encoder_tokenizer = load_encoder(
+        config.encoder, device, config.dtype, trust, log=log, check=check_fusion_fits(config)
+    )
     dev = resolve_device(device)
     llm_path = resolve_model(config.llm, log=log)
     dtype = weights_dtype(config.dtype, dev)

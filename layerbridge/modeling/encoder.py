@@ -42,15 +42,22 @@ def max_input_tokens(config) -> int | None:
     return int(positions)
 
 
+def read_encoder_config(path: str, trust_remote_code: bool = False):
+    """The encoder checkpoint's ``transformers`` config (no weights read)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load encoder {path!r}: {err}") from None
+
+
 def load_encoder_model(path: str, dtype: torch.dtype, trust_remote_code: bool = False) -> nn.Module:
     """Load the encoder half of any Hugging Face checkpoint."""
     import transformers
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise ModelError(f"cannot load encoder {path!r}: {err}") from None
+    config = read_encoder_config(path, trust_remote_code)
     kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code}
     if config.model_type in T5_ENCODERS:
         cls = getattr(transformers, T5_ENCODERS[config.model_type])
