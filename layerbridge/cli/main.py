@@ -26,10 +26,11 @@ app.add_typer(models.app, name="models")
 
 def _register_commands() -> None:
     """Attach the job commands (imported lazily so ``--help`` stays fast)."""
-    from layerbridge.cli import harness, jobs
+    from layerbridge.cli import harness, jobs, reference
 
     jobs.register(app)
     harness.register(app)
+    reference.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
