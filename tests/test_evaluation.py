@@ -104,3 +104,20 @@ def test_generation_mode_counts_invalid_outputs(make_bridge):
     r = results["languages"]["si"]
     assert r["n"] == 10 and 0 <= r["invalid"] <= 10
     assert np.asarray(r["confusion"])[:, -1].sum() == r["invalid"]
+
+
+def test_group_ci_of_parallel_languages_resamples_items_with_their_translations():
+    from layerbridge.evaluation.metrics import mean_accuracy_ci
+
+    rng = np.random.default_rng(1)
+    gold, pred = np.zeros(50, dtype=int), (rng.random(50) < 0.35).astype(int)  # ~65% right
+    ids = [str(i) for i in range(50)]
+    order = rng.permutation(50)  # the second language lists the same items in another order
+    shuffled = (gold[order], pred[order])
+    one = mean_accuracy_ci([(gold, pred)], 2000, 0, items=[ids])
+    both = mean_accuracy_ci([(gold, pred), shuffled], 2000, 0, items=[ids, [ids[i] for i in order]])
+    assert both == one  # translations with identical outcomes add no evidence
+    naive = mean_accuracy_ci([(gold, pred), shuffled], 2000, 0)
+    assert naive[1] - naive[0] < 0.85 * (one[1] - one[0])
+    other = mean_accuracy_ci([(gold, pred), shuffled], 2000, 0, items=[ids, [f"x{i}" for i in order]])
+    assert other == naive  # different items: each language on its own

@@ -377,3 +377,29 @@ def test_study_probes_each_fusions_trained_bridge_once(make_bridge, sib_dir, tmp
     assert not (tmp_path / "export" / "alignment" / "global-softmax").exists()  # no weights: skipped
     probe_alignment(tmp_path / "runs", tmp_path / "export", config, eval_config, recipe, logged.append)
     assert len(logged) == 1  # done once
+
+
+def test_group_bootstrap_resamples_sentences_of_parallel_test_sets():
+    """The 2 languages hold translations of the same 40 sentences with identical outcomes: the
+    parallel bootstrap must give the single-language interval, not one sqrt(2) narrower."""
+    from layerbridge.experiments.compare import paired_tests_pooled
+
+    rng = np.random.default_rng(0)
+    right_a, right_b = rng.random(40) < 0.7, rng.random(40) < 0.5
+
+    def runs(right):
+        preds = {
+            lang: {"uid": [f"sib200/test/{lang}/{i}" for i in range(40)], "gold": [0] * 40,
+                   "pred": [0 if r else 1 for r in right]}
+            for lang in ("sin_Sinh", "tam_Taml")
+        }  # fmt: skip
+        return {1: {"predictions": preds}}
+
+    one = paired_tests_pooled(runs(right_a), runs(right_b), ["sin_Sinh"])["bootstrap"]
+    pooled = paired_tests_pooled(runs(right_a), runs(right_b), ["sin_Sinh", "tam_Taml"], parallel=True)
+    naive = paired_tests_pooled(runs(right_a), runs(right_b), ["sin_Sinh", "tam_Taml"])["bootstrap"]
+    assert pooled["resampled"] == "items, translations together"
+    assert pooled["bootstrap"] == one  # the same sentences, the same evidence
+    width = one["ci_high"] - one["ci_low"]
+    assert naive["ci_high"] - naive["ci_low"] < 0.85 * width  # ~1/sqrt(2): overstated precision
+    assert naive["delta"] == pytest.approx(one["delta"])

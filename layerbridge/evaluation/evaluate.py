@@ -50,10 +50,16 @@ def _class_metrics(gold: np.ndarray, pred: np.ndarray, num_classes: int, config:
 
 
 def average_metrics(
-    per_language: dict[str, dict], pairs: dict[str, tuple], languages: list[str], config
+    per_language: dict[str, dict],
+    pairs: dict[str, tuple],
+    languages: list[str],
+    config,
+    parallel: bool = False,
 ) -> dict:
-    """Mean accuracy (bootstrap CI over each language's examples) and macro-F1 of ``languages``;
-    with generation results (mode "both"), their mean accuracy as ``generation_accuracy``."""
+    """Mean accuracy (bootstrap CI over each language's examples, or over the items of a
+    ``parallel`` task, translations together) and macro-F1 of ``languages``; with generation
+    results (mode "both"), their mean accuracy as ``generation_accuracy``.
+    ``pairs[lang]`` = (gold, pred, item ids)."""
     chosen = [lang for lang in languages if lang in per_language]
     if not chosen:
         return {"languages": [], "accuracy": None, "accuracy_ci": None, "macro_f1": None}
@@ -61,7 +67,12 @@ def average_metrics(
         "languages": chosen,
         "accuracy": float(np.mean([per_language[lang]["accuracy"] for lang in chosen])),
         "accuracy_ci": list(
-            metrics.mean_accuracy_ci([pairs[lang] for lang in chosen], config.bootstrap, config.seed)
+            metrics.mean_accuracy_ci(
+                [pairs[lang][:2] for lang in chosen],
+                config.bootstrap,
+                config.seed,
+                items=[pairs[lang][2] for lang in chosen] if parallel else None,
+            )
         ),
         "macro_f1": float(np.mean([per_language[lang]["macro_f1"] for lang in chosen])),
     }
@@ -109,11 +120,11 @@ def evaluate(
         if result["overlap_with_train"]:
             data.report.warn(f"{desc}: {result['overlap_with_train']} test text(s) also occur in train")
         per_language[lang] = result
-        pairs[lang] = (np.asarray(data.labels), preds.pred)
+        pairs[lang] = (np.asarray(data.labels), preds.pred, [ex.item_id for ex in data.examples])
         predictions[lang] = _prediction_record(data, preds)
     timing = {"seconds": time.perf_counter() - start, "examples": sum(r["n"] for r in per_language.values())}
     averages = {
-        name: average_metrics(per_language, pairs, group, config)
+        name: average_metrics(per_language, pairs, group, config, task.parallel)
         for name, group in language_groups(languages, coverage, task.low_resource).items()
     }
     results = _results_record(bridge, task, config, per_language, averages, coverage, timing, bridge_info)

@@ -80,12 +80,29 @@ def macro_f1_ci(
 
 
 def mean_accuracy_ci(
-    pairs: Sequence[tuple[Array, Array]], n_resamples: int = 1000, seed: int = 0
+    pairs: Sequence[tuple[Array, Array]],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    items: Sequence[Sequence[str]] | None = None,
 ) -> tuple[float, float]:
-    """CI of the unweighted mean of per-language accuracies (each language resampled on its own)."""
+    """CI of the unweighted mean of per-language accuracies (each language resampled on its own).
+
+    ``items``: per language, the ids of its examples. When every language holds the same ids
+    (translations of the same items, e.g. SIB-200), the items are resampled instead, each with
+    its accuracy averaged over the languages — translations are not independent evidence.
+    """
     if not pairs:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
+    if items is not None and all(set(ids) == set(items[0]) for ids in items):
+        by_item: dict[str, float] = {}
+        for (gold, pred), ids in zip(pairs, items, strict=True):
+            for item, right in zip(ids, np.asarray(gold) == np.asarray(pred), strict=True):
+                by_item[item] = by_item.get(item, 0.0) + float(right) / len(pairs)
+        correct = np.asarray(list(by_item.values()))
+        idx = rng.integers(0, len(correct), size=(n_resamples, len(correct)))
+        values = correct[idx].mean(-1)
+        return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))
     total = np.zeros(n_resamples)
     for gold, pred in pairs:
         correct = np.asarray(gold) == np.asarray(pred)

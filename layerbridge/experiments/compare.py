@@ -98,7 +98,8 @@ def run_comparison(
                 )
             done(folder)
             runs.setdefault(fusion, {})[seed] = _load_run(folder)
-    summary = summarize(runs, task.low_resource, baseline=BASELINE if BASELINE in fusions else fusions[0])
+    baseline = BASELINE if BASELINE in fusions else fusions[0]
+    summary = summarize(runs, task.low_resource, baseline, parallel=task.parallel)
     summary["config"] = config.to_dict()
     summary["eval"] = eval_config.to_dict()
     summary["lr_selection"] = selection
@@ -240,12 +241,15 @@ def _load_run(folder: Path) -> dict[str, Any]:
     }
 
 
-def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], baseline: str) -> dict[str, Any]:
+def summarize(
+    runs: dict[str, dict[int, dict]], low_resource: Sequence[str], baseline: str, parallel: bool = False
+) -> dict[str, Any]:
     """Mean ± std over seeds per language, averages, and paired tests of each fusion vs ``baseline``.
 
     Significance per language pairs the same test examples: the paired bootstrap resamples
     examples and compares seed-averaged correctness; McNemar pools (seed, example) pairs of
-    equal seeds.
+    equal seeds. ``parallel``: the languages' test items are translations of the same items
+    (SIB-200), so a group's bootstrap resamples items, not (language, item) pairs.
     """
     fusions = list(runs)
     first = next(iter(next(iter(runs.values())).values()))["results"]
@@ -260,7 +264,7 @@ def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], bas
         for fusion in fusions:
             if fusion != baseline:
                 significance[fusion] = fusion_significance(
-                    runs[fusion], runs[baseline], table[fusion], languages
+                    runs[fusion], runs[baseline], table[fusion], languages, parallel
                 )
     meta = {lang: {k: first["languages"][lang].get(k) for k in ("script", "covered")} for lang in languages}
     return {
@@ -270,6 +274,7 @@ def summarize(runs: dict[str, dict[int, dict]], low_resource: Sequence[str], bas
         "groups": groups,
         "low_resource": list(low_resource),
         "baseline": baseline,
+        "parallel": parallel,
         "table": table,
         "significance": significance,
     }
@@ -336,7 +341,11 @@ def seed_ranges(
 
 
 def fusion_significance(
-    runs_a: dict[int, dict], runs_b: dict[int, dict], table_a: dict, languages: list[str]
+    runs_a: dict[int, dict],
+    runs_b: dict[int, dict],
+    table_a: dict,
+    languages: list[str],
+    parallel: bool = False,
 ) -> dict[str, Any]:
     """Paired tests of A vs B per language (Holm-adjusted over languages) and per language group."""
     tests = {lang: paired_tests(runs_a, runs_b, lang) for lang in languages}
@@ -344,7 +353,7 @@ def fusion_significance(
     for lang, adjusted in zip(languages, metrics.holm(raw), strict=True):
         tests[lang]["bootstrap"]["p_holm"] = adjusted
     for name, avg in table_a["averages"].items():
-        tests[f"avg:{name}"] = paired_tests_pooled(runs_a, runs_b, avg["languages"])
+        tests[f"avg:{name}"] = paired_tests_pooled(runs_a, runs_b, avg["languages"], parallel)
     return tests
 
 
@@ -377,12 +386,29 @@ def paired_tests(runs_a: dict[int, dict], runs_b: dict[int, dict], lang: str) ->
 
 
 def paired_tests_pooled(
-    runs_a: dict[int, dict], runs_b: dict[int, dict], languages: Sequence[str]
+    runs_a: dict[int, dict], runs_b: dict[int, dict], languages: Sequence[str], parallel: bool = False
 ) -> dict[str, Any]:
-    """Paired bootstrap of the difference in mean-over-languages accuracy (each language resampled)."""
+    """Paired bootstrap of the difference in mean-over-languages accuracy.
+
+    Each language is resampled on its own; with ``parallel`` test sets the items are resampled
+    instead, each carrying its difference averaged over the languages (d_j = mean_l d_{l,j}):
+    the translations of one item are not independent evidence.
+    """
     seeds = sorted(set(runs_a) & set(runs_b))
-    diffs = [
-        _correct_matrix(runs_a, lang, seeds)[0].mean(0) - _correct_matrix(runs_b, lang, seeds)[0].mean(0)
-        for lang in languages
-    ]
-    return {"seeds": seeds, "bootstrap": metrics.bootstrap_difference(diffs)}
+    diffs, items = [], []
+    for lang in languages:
+        correct_a, uids = _correct_matrix(runs_a, lang, seeds)
+        diffs.append(correct_a.mean(0) - _correct_matrix(runs_b, lang, seeds)[0].mean(0))
+        items.append([str(uid).rsplit("/", 1)[-1] for uid in uids])
+    by_item: dict[str, list[float]] = {}
+    for ids, diff in zip(items, diffs, strict=True):
+        for item, value in zip(ids, diff, strict=True):
+            by_item.setdefault(item, []).append(float(value))
+    clustered = parallel and all(len(v) == len(languages) for v in by_item.values())  # same items everywhere
+    return {
+        "seeds": seeds,
+        "resampled": "items, translations together" if clustered else "items within each language",
+        "bootstrap": metrics.bootstrap_difference(
+            [np.asarray([np.mean(v) for v in by_item.values()])] if clustered else diffs
+        ),
+    }

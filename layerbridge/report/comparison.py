@@ -22,9 +22,15 @@ def comparison_markdown(summary: dict[str, Any]) -> str:
     head = "| language | " + " | ".join(f"`{f}`" for f in fusions)
     others = [f for f in fusions if f != baseline and f in summary["significance"]]
     head += "".join(f" | Δ `{f}` − `{baseline}` [95% CI] (p boot / McNemar)" for f in others) + " |"
+    pooled = (
+        " Averages of this parallel task resample the test sentences, each with its translations."
+        if summary.get("parallel")
+        else ""
+    )
     lines = [
         f"Accuracy (%), mean ± std over seeds {seeds}; Δ in points with its paired-bootstrap 95% CI and "
-        "p-values (per language: bootstrap / McNemar; Holm = bootstrap p adjusted over all languages).",
+        "p-values (per language: bootstrap / McNemar; Holm = bootstrap p adjusted over all languages)."
+        + pooled,
         "",
         *budget_lines(summary),
         head,
