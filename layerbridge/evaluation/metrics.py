@@ -79,6 +79,19 @@ def macro_f1_ci(
     return bootstrap_ci(gold, pred, lambda g, p: _macro_f1_batched(g, p, num_classes), n_resamples, seed)
 
 
+def item_means(values: Sequence[Array], items: Sequence[Sequence[str]]) -> Array | None:
+    """Per item, the mean over languages of ``values`` (one array per language, aligned with its
+    ``items`` ids), in the first language's order — when every language holds the same ids
+    (parallel test sets, translations of the same items); None otherwise."""
+    if not items or any(len(ids) != len(items[0]) or set(ids) != set(items[0]) for ids in items):
+        return None
+    sums = dict.fromkeys(items[0], 0.0)
+    for vals, ids in zip(values, items, strict=True):
+        for item, value in zip(ids, np.asarray(vals, dtype=np.float64), strict=True):
+            sums[item] += value
+    return np.asarray(list(sums.values())) / len(values)
+
+
 def mean_accuracy_ci(
     pairs: Sequence[tuple[Array, Array]],
     n_resamples: int = 1000,
@@ -94,12 +107,11 @@ def mean_accuracy_ci(
     if not pairs:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    if items is not None and all(set(ids) == set(items[0]) for ids in items):
-        by_item: dict[str, float] = {}
-        for (gold, pred), ids in zip(pairs, items, strict=True):
-            for item, right in zip(ids, np.asarray(gold) == np.asarray(pred), strict=True):
-                by_item[item] = by_item.get(item, 0.0) + float(right) / len(pairs)
-        correct = np.asarray(list(by_item.values()))
+    per_item = (
+        None if items is None else item_means([np.asarray(g) == np.asarray(p) for g, p in pairs], items)
+    )
+    if per_item is not None:
+        correct = per_item
         idx = rng.integers(0, len(correct), size=(n_resamples, len(correct)))
         values = correct[idx].mean(-1)
         return float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))

@@ -130,9 +130,13 @@ def _group_test(
     n_resamples: int,
 ) -> dict[str, float]:
     """Bridge minus reference over ``langs``: accuracy and the sentence-level paired bootstrap."""
-    items = sorted(set().union(*(bridge[lang] for lang in langs)))
+    items = [sorted(bridge[lang]) for lang in langs]
     diffs = [
-        np.mean([bridge[lang][i] - reference[lang][i] for lang in langs if i in bridge[lang]]) for i in items
+        np.asarray([bridge[lang][i] - reference[lang][i] for i in ids])
+        for lang, ids in zip(langs, items, strict=True)
     ]
+    per_item = metrics.item_means(diffs, items)  # translations together
     accuracy = float(np.mean([np.mean(list(bridge[lang].values())) for lang in langs]))
-    return {"accuracy": accuracy} | metrics.bootstrap_difference([np.asarray(diffs)], n_resamples)
+    return {"accuracy": accuracy} | metrics.bootstrap_difference(
+        [per_item] if per_item is not None else diffs, n_resamples
+    )

@@ -400,15 +400,9 @@ def paired_tests_pooled(
         correct_a, uids = _correct_matrix(runs_a, lang, seeds)
         diffs.append(correct_a.mean(0) - _correct_matrix(runs_b, lang, seeds)[0].mean(0))
         items.append([str(uid).rsplit("/", 1)[-1] for uid in uids])
-    by_item: dict[str, list[float]] = {}
-    for ids, diff in zip(items, diffs, strict=True):
-        for item, value in zip(ids, diff, strict=True):
-            by_item.setdefault(item, []).append(float(value))
-    clustered = parallel and all(len(v) == len(languages) for v in by_item.values())  # same items everywhere
+    per_item = metrics.item_means(diffs, items) if parallel else None  # translations together
     return {
         "seeds": seeds,
-        "resampled": "items, translations together" if clustered else "items within each language",
-        "bootstrap": metrics.bootstrap_difference(
-            [np.asarray([np.mean(v) for v in by_item.values()])] if clustered else diffs
-        ),
+        "resampled": "items, translations together" if per_item is not None else "items within each language",
+        "bootstrap": metrics.bootstrap_difference([per_item] if per_item is not None else diffs),
     }
