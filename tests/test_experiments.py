@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -131,6 +132,26 @@ def test_a_finished_run_is_reused_only_with_the_config_it_recorded(comparison):
         run_comparison(changed, ["last"], [1], out, EvalConfig(limit=30, mode="both"), progress=False)
     with pytest.raises(ConfigError, match=r"eval\.limit: 30 -> 20"):
         run_comparison(config, ["last"], [1], out, EvalConfig(limit=20, mode="both"), progress=False)
+
+
+def test_a_comparison_is_not_continued_at_another_precision(comparison, tmp_path, monkeypatch):
+    """Runs finished in bf16 (a native-bf16 machine) are not joined by a seed computed in fp32
+    here: the comparison stops before training, naming both precisions and the way to match."""
+    out, _ = comparison
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns("checkpoints", "best", "final"))
+    for path in moved.rglob("summary.json"):
+        path.write_text(json.dumps(json.loads(path.read_text()) | {"precision": "bf16"}))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained at another precision")
+
+    monkeypatch.setattr("layerbridge.experiments.compare.train_and_test", no_training)
+    config, eval_config = json_config(out), EvalConfig(limit=30, mode="both")
+    with pytest.raises(ConfigError, match=r"in bf16, but this machine would compute the rest in fp32 "):
+        run_comparison(config, ["last"], [1, 2, 3], moved, eval_config, progress=False, log=lambda _: None)
+    # nothing left to compute: the finished runs are summarised wherever they ran
+    assert run_comparison(config, ["last"], [1, 2], moved, eval_config, progress=False, log=lambda _: None)
 
 
 def test_a_fresh_checkout_continues_from_the_committed_export(comparison, tmp_path, monkeypatch):

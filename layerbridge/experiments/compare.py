@@ -32,7 +32,7 @@ from layerbridge.checkpoint import load_bridge
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.evaluate import evaluate
-from layerbridge.experiments.finished import check_reusable
+from layerbridge.experiments.finished import check_precision, check_reusable
 from layerbridge.modeling.builders import load_base_models
 from layerbridge.report.comparison import write_comparison
 from layerbridge.tasks import get_task
@@ -77,7 +77,11 @@ def run_comparison(
     eval_config = eval_config or EvalConfig()
     task = get_task(config.task)
     done = on_finished or (lambda folder: None)
-    grid_done = all((grid_dir(out_dir, f, lr) / "summary.json").is_file() for f in fusions for lr in lr_grid)
+    grid = [grid_dir(out_dir, f, lr) for f in fusions for lr in lr_grid]
+    tested = [run_dir(out_dir, f, s) for f in fusions for s in seeds]
+    grid_done = all((folder / "summary.json").is_file() for folder in grid)
+    if not grid_done or not all((folder / "eval" / "results.json").is_file() for folder in tested):
+        check_precision(out_dir, grid + tested, config)  # the rest is computed as the rest was
     base = None if grid_done else load_base_models(config.bridge)  # loaded once, when needed
     selection = select_learning_rates(config, fusions, lr_grid, seeds[0], out_dir, base, progress, log, done)
     runs: dict[str, dict[int, dict]] = {}

@@ -23,6 +23,7 @@ from typing import Any
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.errors import ConfigError
 from layerbridge.io import load_yaml
+from layerbridge.runtime import accelerate_mixed_precision
 from layerbridge.training.state import checkpoint_dirs
 
 #: run-config fields that change where or how fast a run went, not what it computed
@@ -100,6 +101,31 @@ def check_reusable(folder: Path, config: RunConfig, eval_config: EvalConfig | No
         raise ConfigError(
             f"{folder} holds a finished run with a different config ({shown}); "
             "retrain it with --overwrite, or choose another output folder"
+        )
+
+
+def check_precision(out_dir: Path, finished: list[Path], config: RunConfig) -> None:
+    """Raise when the finished runs among ``finished`` (folders of ``out_dir``) were computed at
+    another precision than this machine would compute the runs still to do.
+
+    ``precision: auto`` resolves by machine (bf16 autocast on a native-bf16 CPU or a GPU, fp32
+    elsewhere; :mod:`layerbridge.runtime`), so a comparison continued on another machine could
+    mix precisions across its seeds; it stops instead and says how to match them.
+    """
+    now = accelerate_mixed_precision(config.train.precision)  # "no" (fp32) | "bf16" | "fp16"
+    recorded = {
+        json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("precision")
+        for folder in finished
+        if (folder / "summary.json").is_file()
+    }
+    other = sorted(p for p in recorded - {now, None})
+    if other:
+        name = {"no": "fp32"}
+        raise ConfigError(
+            f"{out_dir} holds finished runs computed in "
+            f"{', '.join(name.get(p, p) for p in other)}, but this machine would compute the rest in "
+            f"{name.get(now, now)} (precision {config.train.precision!r}); continue where they ran, or "
+            "match them: LAYERBRIDGE_CPU_BF16=1 (bf16 on a CPU without native bf16; slow) or =0 (fp32)"
         )
 
 
