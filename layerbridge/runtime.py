@@ -33,6 +33,8 @@ from layerbridge.errors import ConfigError
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: a compute precision in accelerate's words (``mixed_precision``; recorded in run summaries)
+ACCELERATE_NAMES = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def canonical_precision(name: str, what: str = "precision") -> str:
@@ -142,7 +144,7 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
 def accelerate_mixed_precision(precision: str, device: torch.device | None = None) -> str:
     """``compute_precision`` in accelerate's words (``no`` | ``bf16`` | ``fp16``)."""
     device = device or resolve_device(None)
-    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[compute_precision(precision, device)]
+    return ACCELERATE_NAMES[compute_precision(precision, device)]
 
 
 def quiet_transformers() -> None:

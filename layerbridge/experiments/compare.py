@@ -78,10 +78,9 @@ def run_comparison(
     task = get_task(config.task)
     done = on_finished or (lambda folder: None)
     grid = [grid_dir(out_dir, f, lr) for f in fusions for lr in lr_grid]
-    tested = [run_dir(out_dir, f, s) for f in fusions for s in seeds]
     grid_done = all((folder / "summary.json").is_file() for folder in grid)
-    if not grid_done or not all((folder / "eval" / "results.json").is_file() for folder in tested):
-        check_precision(out_dir, grid + tested, config)  # the rest is computed as the rest was
+    if not all_finished(out_dir, fusions, seeds, lr_grid):  # the rest is computed as the rest was
+        check_precision(out_dir, grid + [run_dir(out_dir, f, s) for f in fusions for s in seeds], config)
     base = None if grid_done else load_base_models(config.bridge)  # loaded once, when needed
     selection = select_learning_rates(config, fusions, lr_grid, seeds[0], out_dir, base, progress, log, done)
     runs: dict[str, dict[int, dict]] = {}
@@ -120,6 +119,16 @@ def _fusion_config(config: RunConfig, fusion: str, seed: int, folder: Path) -> R
         bridge=replace(config.bridge, fusion=fusion, fusion_options=options),
         train=replace(config.train, seed=seed, output_dir=str(folder)),
     )
+
+
+def all_finished(
+    out_dir: Path, fusions: Sequence[str], seeds: Sequence[int], lr_grid: Sequence[float]
+) -> bool:
+    """Every run of this comparison is finished: each grid run trained, each (fusion, seed)
+    tested (so running it again trains and tests nothing)."""
+    grid = [grid_dir(out_dir, f, lr) / "summary.json" for f in fusions for lr in lr_grid]
+    tested = [run_dir(out_dir, f, s) / "eval" / "results.json" for f in fusions for s in seeds]
+    return all(path.is_file() for path in grid + tested)
 
 
 def select_learning_rates(

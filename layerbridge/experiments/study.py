@@ -32,7 +32,7 @@ from typing import Any
 
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.errors import ConfigError
-from layerbridge.experiments.compare import grid_dir, run_comparison, run_dir
+from layerbridge.experiments.compare import all_finished, grid_dir, run_comparison, run_dir
 from layerbridge.experiments.config import ExperimentConfig, recipe_path
 from layerbridge.experiments.finished import export_run, restore_runs
 from layerbridge.io import atomic_file, write_json
@@ -189,9 +189,7 @@ def probe_alignment(
 
 def _finished(task_dir: Path, recipe: ExperimentConfig) -> bool:
     """Every run of one task is finished (so summarising it trains nothing)."""
-    grid = [grid_dir(task_dir, f, lr) / "summary.json" for f in recipe.fusions for lr in recipe.lr_grid]
-    tested = [run_dir(task_dir, f, s) / "eval" / "results.json" for f in recipe.fusions for s in recipe.seeds]
-    return all(path.is_file() for path in grid + tested)
+    return all_finished(task_dir, recipe.fusions, recipe.seeds, recipe.lr_grid)
 
 
 def _train_seconds(out_dir: Path, tasks: list[str], recipe: ExperimentConfig) -> dict[str, float]:
