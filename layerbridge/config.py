@@ -287,8 +287,10 @@ class TrainConfig(ConfigMixin):
     output_dir: str = "runs/bridge"
     seed: int = 42
     lr: float = 3e-5
-    #: learning rate of the fusion's parameters (default: ``lr``); projector and boundary use ``lr``
+    #: learning rate of the fusion's parameters (default: ``lr``); the projector uses ``lr``
     fusion_lr: float | None = None
+    #: learning rate of the boundary vector (default: ``lr``); see docs/recipe.md, last section
+    boundary_lr: float | None = None
     betas: tuple[float, float] = (0.8, 0.999)
     weight_decay: float = 3e-7
     epochs: float = 3.0
@@ -358,10 +360,9 @@ class TrainConfig(ConfigMixin):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{name} must be at least 1 (or null), got {value}")
-        if self.lr <= 0 or (self.fusion_lr is not None and self.fusion_lr <= 0):
-            raise ConfigError(
-                f"train.lr and train.fusion_lr must be positive, got {self.lr}, {self.fusion_lr}"
-            )
+        rates = (self.lr, self.fusion_lr, self.boundary_lr)
+        if any(rate is not None and rate <= 0 for rate in rates):
+            raise ConfigError(f"train.lr, fusion_lr and boundary_lr must be positive, got {rates}")
         if self.selection not in ("best", "last"):
             raise ConfigError(f"unknown train.selection {self.selection!r}; choose best or last")
         if self.max_steps is None and self.epochs <= 0:

@@ -71,14 +71,18 @@ def test_learning_rate_schedule_after_the_warm_up(make_bridge, schedule, last_lr
         TrainConfig(schedule="step")
 
 
-def test_fusion_learning_rate_is_its_own_parameter_group(make_bridge):
+def test_fusion_and_boundary_learning_rates_are_their_own_parameter_groups(make_bridge):
     bridge = make_bridge("bert", "global-softmax")
-    recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=TrainConfig(lr=1e-3, fusion_lr=1e-2)))
+    train = TrainConfig(lr=1e-3, fusion_lr=1e-2, boundary_lr=2e-2)
+    recipe = TrainRecipe(RunConfig(bridge=bridge.config, train=train))
     recipe.attach(bridge, total_steps=10)
     groups = {g["name"]: g for g in recipe.optimizer.param_groups}
     assert {id(p) for p in groups["fusion"]["params"]} == {id(p) for p in bridge.fusion.parameters()}
+    assert groups["boundary"]["params"] == [bridge.boundary] and groups["boundary"]["initial_lr"] == 2e-2
     assert groups["fusion"]["initial_lr"] == 1e-2 and groups["bridge"]["initial_lr"] == 1e-3
-    assert bridge.boundary in groups["bridge"]["params"]
+    assert {id(p) for p in groups["bridge"]["params"]} == {id(p) for p in bridge.projector.parameters()}
+    with pytest.raises(ConfigError, match="boundary_lr must be positive"):
+        TrainConfig(boundary_lr=0.0)
 
 
 def test_encoder_dropout_option_keeps_the_frozen_encoder_in_train_mode(make_bridge):

@@ -137,13 +137,22 @@ def make_accelerator(precision: str, device: torch.device | None = None) -> Acce
     )
 
 
-def parameter_groups(bridge: Bridge, lr: float, fusion_lr: float | None) -> list[dict[str, Any]]:
-    """AdamW groups: the fusion at ``fusion_lr`` (default ``lr``), everything else trainable at ``lr``."""
+def parameter_groups(
+    bridge: Bridge, lr: float, fusion_lr: float | None, boundary_lr: float | None = None
+) -> list[dict[str, Any]]:
+    """AdamW groups: the fusion at ``fusion_lr`` and the boundary vector at ``boundary_lr``
+    (each default ``lr``), everything else trainable (the projector) at ``lr``."""
     fusion = {id(p) for p in bridge.fusion.parameters()}
     trainable = [p for p in bridge.parameters() if p.requires_grad]
+    own = fusion | {id(bridge.boundary)}
     groups = [
-        {"params": [p for p in trainable if id(p) not in fusion], "lr": lr, "name": "bridge"},
+        {"params": [p for p in trainable if id(p) not in own], "lr": lr, "name": "bridge"},
         {"params": [p for p in trainable if id(p) in fusion], "lr": fusion_lr or lr, "name": "fusion"},
+        {
+            "params": [bridge.boundary] if id(bridge.boundary) in map(id, trainable) else [],
+            "lr": boundary_lr or lr,
+            "name": "boundary",
+        },
     ]
     return [g for g in groups if g["params"]]
 
@@ -257,7 +266,9 @@ class TrainRecipe:
         tc = self.tc
         self.params = [p for p in self.bridge.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(
-            parameter_groups(self.bridge, tc.lr, tc.fusion_lr), betas=tc.betas, weight_decay=tc.weight_decay
+            parameter_groups(self.bridge, tc.lr, tc.fusion_lr, tc.boundary_lr),
+            betas=tc.betas,
+            weight_decay=tc.weight_decay,
         )
         warmup = round(tc.warmup_ratio * total_steps)
         self.scheduler = get_scheduler(SCHEDULES[tc.schedule], optimizer, warmup, total_steps)
@@ -496,6 +507,7 @@ class TrainRecipe:
             "batch_size": tc.batch_size * tc.grad_accum * self.world,
             "lr": tc.lr,
             "fusion_lr": tc.fusion_lr or tc.lr,
+            "boundary_lr": tc.boundary_lr or tc.lr,
             "train_examples": len(self.encoded),
             "dev_examples": len(self.dev_data),
             "dropped_overlap": self.train_data.report.dropped_overlap,
