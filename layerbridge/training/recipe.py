@@ -143,16 +143,15 @@ def parameter_groups(
     """AdamW groups: the fusion at ``fusion_lr`` and the boundary vector at ``boundary_lr``
     (each default ``lr``), everything else trainable (the projector) at ``lr``."""
     fusion = {id(p) for p in bridge.fusion.parameters()}
+    rates = {"bridge": lr, "fusion": fusion_lr or lr, "boundary": boundary_lr or lr}
+
+    def group_of(p: torch.nn.Parameter) -> str:
+        return "fusion" if id(p) in fusion else "boundary" if p is bridge.boundary else "bridge"
+
     trainable = [p for p in bridge.parameters() if p.requires_grad]
-    own = fusion | {id(bridge.boundary)}
     groups = [
-        {"params": [p for p in trainable if id(p) not in own], "lr": lr, "name": "bridge"},
-        {"params": [p for p in trainable if id(p) in fusion], "lr": fusion_lr or lr, "name": "fusion"},
-        {
-            "params": [bridge.boundary] if id(bridge.boundary) in map(id, trainable) else [],
-            "lr": boundary_lr or lr,
-            "name": "boundary",
-        },
+        {"params": [p for p in trainable if group_of(p) == name], "lr": rate, "name": name}
+        for name, rate in rates.items()
     ]
     return [g for g in groups if g["params"]]
 
