@@ -310,6 +310,11 @@ class TrainConfig(ConfigMixin):
     data_seed: int = 0
     #: evaluate on English dev every N optimizer steps (0 = only at the end)
     eval_every: int = 500
+    #: at this optimizer step, a run whose English dev accuracy is not above what one constant
+    #: label scores (one-sided binomial test, p >= 0.01) starts again from seed + 1000 x restart,
+    #: at most ``max_restarts`` times; 0 = never. See docs/recipe.md, "Restarting a stalled run".
+    stall_check: int = 0
+    max_restarts: int = 2
     #: which weights become ``best/``: "best" (the best English dev accuracy, checked every
     #: eval_every steps) or "last" (the final weights, as the reference code; dev is still logged)
     selection: str = "best"
@@ -348,6 +353,8 @@ class TrainConfig(ConfigMixin):
                 raise ConfigError(f"train.{name} must be at least 1, got {getattr(self, name)}")
         for name in (
             "eval_every",
+            "stall_check",
+            "max_restarts",
             "save_every",
             "keep_checkpoints",
             "num_workers",
@@ -367,6 +374,10 @@ class TrainConfig(ConfigMixin):
             raise ConfigError(f"unknown train.selection {self.selection!r}; choose best or last")
         if self.max_steps is None and self.epochs <= 0:
             raise ConfigError("train.epochs must be positive (or set train.max_steps)")
+        if self.stall_check and self.max_steps is not None and self.stall_check >= self.max_steps:
+            raise ConfigError(
+                f"train.stall_check ({self.stall_check}) must come before the last step ({self.max_steps})"
+            )
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.schedule not in SCHEDULES:

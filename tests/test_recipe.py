@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
+from unittest.mock import ANY
 
 import pytest
 import torch
@@ -12,10 +15,12 @@ from layerbridge.config import EvalConfig, RunConfig, TrainConfig
 from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.data.types import Example
 from layerbridge.errors import ConfigError
+from layerbridge.evaluation.metrics import binomial_sf
 from layerbridge.experiments.compare import run_comparison
 from layerbridge.experiments.config import recipe_path
 from layerbridge.modeling.fusion import TransformerSoftmaxFusion
 from layerbridge.training import TrainRecipe, train
+from layerbridge.training.stall import stall_record
 from tests.conftest import tiny_run_config
 from tests.test_bridge import PROMPTS
 
@@ -150,6 +155,7 @@ def test_diagnostics_in_the_log_plots_and_last_epoch_selection(tiny_dir, marker_
         assert len(r["layer_weights"]) == 3 and sum(r["layer_weights"]) == pytest.approx(1, abs=1e-5)
         assert 0 <= r["layer_entropy"] <= 1 and 0 <= r["token_entropy"] <= r["layer_entropy"] + 1e-6
         assert r["prompt_rms"] > 0 and r["embedding_rms"] > 0
+        assert 0 < r["grad_norm"] <= r["grad_norm_max"]  # before clipping
     assert (result.output_dir / "training.png").stat().st_size > 10_000
     # selection "last": best/ is the final weights, whatever dev said
     best, final = (read_tensors(result.output_dir / f / "bridge.safetensors") for f in ("best", "final"))
@@ -211,3 +217,58 @@ def test_a_grid_run_without_weights_is_not_adopted(tiny_dir, marker_task, tmp_pa
     config = tiny_run_config(tiny_dir, marker_task, tmp_path / "last" / "seed-1", max_steps=5)
     adopt_grid_run(source, config, log=lambda _: None)
     assert not (tmp_path / "last" / "seed-1").exists()
+
+
+def test_binomial_tail_matches_the_exact_sum():
+    exact = sum(math.comb(100, i) * 0.2**i * 0.8 ** (100 - i) for i in range(30, 101))
+    assert binomial_sf(30, 100, 0.2) == pytest.approx(exact, rel=1e-9)
+    assert binomial_sf(10, 10, 0.5) == pytest.approx(0.5**10)
+    assert binomial_sf(0, 10, 0.5) == 1.0 and binomial_sf(11, 10, 0.5) == 0.0
+    assert 0 < binomial_sf(600, 2000, 0.25) < 1e-6  # no overflow at large n
+
+
+def test_stall_record_flags_a_run_no_better_than_one_label():
+    labels = [0] * 25 + [1] * 25 + [2] * 50  # one label alone scores 0.5
+    assert stall_record(0.52, labels, seed=3, step=50)["stalled"]
+    healthy = stall_record(0.70, labels, seed=3, step=50)
+    assert not healthy["stalled"] and healthy["constant_label_accuracy"] == 0.5
+    assert healthy["p_value"] < 1e-4
+
+
+def test_a_stalled_run_restarts_as_the_run_with_the_next_restart_seed(tiny_dir, marker_task, tmp_path):
+    """At lr 1e-9 nothing is learnt, so every stall check fails: the run restarts once (max_restarts
+    1) from seed 7 + 1000, trains on, and ends bitwise where a fresh run with seed 1007 ends."""
+    runs = {}
+    for name, seed, restarts in (("restarted", 7, 1), ("fresh", 1007, 0)):
+        config = tiny_run_config(
+            tiny_dir, marker_task, tmp_path / name, max_steps=6, eval_every=0, seed=seed,
+            lr=1e-9, stall_check=2, max_restarts=restarts, save_every=4,
+        )  # fmt: skip
+        runs[name] = train(config, progress=False)
+    summary = runs["restarted"].summary
+    assert summary["seed"] == 1007 and runs["fresh"].summary["restarts"] == []
+    [restart] = summary["restarts"]
+    assert restart["seed"] == 7 and restart["step"] == 2 and restart["stalled"]
+    assert restart["dev_accuracy"] <= restart["constant_label_accuracy"] + 0.15
+    records = [json.loads(line) for line in (tmp_path / "restarted" / "log.jsonl").read_text().splitlines()]
+    assert records[0]["event"] == "start" and records[0]["restarts"] == [restart]
+    assert [r["seed"] for r in records if r["event"] == "stall_check"] == [1007]  # this attempt's check
+    stalled_log = (tmp_path / "restarted" / "log.stalled-seed-7.jsonl").read_text().splitlines()
+    assert json.loads(stalled_log[-1]) == {"event": "stall_check", **restart, "time": ANY}
+    recorded = RunConfig.load(tmp_path / "restarted" / "config.yaml")
+    assert recorded.train.seed == 7  # the run as asked; summary.json says what it trained from
+    a, b = (read_tensors(tmp_path / n / "final" / "bridge.safetensors") for n in ("restarted", "fresh"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # --resume from the step-4 checkpoint continues as seed 1007 (data order too), not seed 7
+    shutil.copytree(tmp_path / "restarted", tmp_path / "resumed")
+    for name in ("final", "best", "summary.json"):
+        path = tmp_path / "resumed" / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    folder = tmp_path / "resumed"
+    config = RunConfig.load(folder / "config.yaml", [f"train.output_dir={folder}"])
+    resumed = train(config, resume=True, progress=False)
+    assert resumed.summary["seed"] == 1007 and resumed.summary["restarts"] == [restart]
+    c = read_tensors(tmp_path / "resumed" / "final" / "bridge.safetensors")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+    with pytest.raises(ConfigError, match="stall_check"):
+        TrainConfig(max_steps=50, stall_check=50)

@@ -183,6 +183,24 @@ def mcnemar_correct(right_a: Array, right_b: Array) -> dict[str, float]:
     return {"a_only": b, "b_only": c, "p_value": float(min(1.0, 2 * tail))}
 
 
+def binomial_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided p-value of k successes in n trials
+    against success rate p (summed in log space, so large n neither overflows nor underflows)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0 or p >= 1:
+        return float(p >= 1)
+    log_comb = math.lgamma(n + 1)
+    log_terms = [
+        log_comb - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+        for i in range(k, n + 1)
+    ]
+    top = max(log_terms)
+    return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms)))
+
+
 def seed_range_test(
     correct: Sequence[Array], n_resamples: int = 10_000, seed: int = 0, chunk: int = 500
 ) -> dict[str, float]:

@@ -170,8 +170,8 @@ def select_learning_rates(
 
 
 def budget(runs: dict[str, dict[int, dict]]) -> dict[str, Any]:
-    """What each run was given: optimizer steps, examples seen, training seconds, and where it
-    ran (precision, machine), per fusion."""
+    """What each run was given: optimizer steps, examples seen, training seconds, where it ran
+    (precision, machine) and the stalled attempts it restarted from, per fusion."""
     out = {}
     for fusion, by_seed in runs.items():
         train_summaries = [run["train"] for run in by_seed.values()]
@@ -182,6 +182,7 @@ def budget(runs: dict[str, dict[int, dict]]) -> dict[str, Any]:
             "fusion_lr": [t.get("fusion_lr") for t in train_summaries],
             "precision": [t.get("precision") for t in train_summaries],
             "machine": [t.get("machine") for t in train_summaries],  # runtime.environment()
+            "restarts": [t.get("restarts", []) for t in train_summaries],  # training/stall.py
         }
     return out
 

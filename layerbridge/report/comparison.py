@@ -157,8 +157,23 @@ def budget_lines(summary: dict[str, Any]) -> list[str]:
             f"- `{fusion}`: lr {chosen['lr']:g} ({how}){own}; {given['steps'][0]} optimizer steps, "
             f"{given['examples_seen'][0]} examples seen per seed; {seconds / 60:.1f} min training in all"
         )
+        lines += restart_lines(given)
     lines += machine_lines(summary)
     return [*lines, ""] if lines else []
+
+
+def restart_lines(given: dict[str, Any]) -> list[str]:
+    """The attempts ``train.stall_check`` found at chance and restarted (their steps are compute
+    spent on top of the stated budget; the training seconds above are the kept attempts')."""
+    stalls = [r for restarts in given.get("restarts", []) for r in restarts]
+    if not stalls:
+        return []
+    each = ", ".join(
+        f"seed {r['seed']} at step {r['step']} "
+        f"(English dev {100 * r['dev_accuracy']:.0f}%, p = {r['p_value']:.2f})"
+        for r in stalls
+    )
+    return [f"  - restarted at chance: {each}; {sum(r['step'] for r in stalls)} more steps trained"]
 
 
 def machine_lines(summary: dict[str, Any]) -> list[str]:

@@ -5,7 +5,8 @@ the LLM's token embeddings' (how far the prompt sits from what the LLM was train
 fusion's mean layer weights (one line per encoder layer) with their normalised entropy and the
 mean per-token entropy (how sharply each token picks layers) — over the training tokens of
 each log window, or on dev for logs that predate them; Global Softmax's temperature (when the
-fusion has one).
+fusion has one); the gradient norm before clipping (mean and max per log window). A stall
+check (``train.stall_check``) shows as a cross on the dev panel.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
     train = [r for r in records if r.get("event") == "train"]
     dev = [r for r in records if r.get("event") == "dev"]
     fig, axes = plt.subplots(2, 3, figsize=(13, 6), dpi=110)
-    (loss_ax, dev_ax, rms_ax), (weights_ax, temp_ax, spare_ax) = axes
-    spare_ax.set_axis_off()
+    (loss_ax, dev_ax, rms_ax), (weights_ax, temp_ax, grad_ax) = axes
     loss_ax.plot([r["step"] for r in train], [r["loss"] for r in train], linewidth=1)
     loss_ax.set_title("training loss (mean target-token NLL)", fontsize=9)
     dev_ax.plot([r["step"] for r in dev], [100 * r["dev_accuracy"] for r in dev], marker="o")
+    checks = [r for r in records if r.get("event") == "stall_check"]
+    dev_ax.plot([r["step"] for r in checks], [100 * r["dev_accuracy"] for r in checks], "rx", markersize=8)
     dev_ax.set_title("English dev accuracy (%)", fontsize=9)
+    _plot_grad_norm(grad_ax, train)
     with_weights = [r for r in train if r.get("layer_weights")] or [r for r in dev if r.get("layer_weights")]
     where = "training tokens" if with_weights and with_weights[0]["event"] == "train" else "dev"
     if with_weights:
@@ -65,7 +68,21 @@ def plot_training(records: list[dict[str, Any]], path: Path) -> None:
         temp_ax.set_title("Global Softmax temperature tau", fontsize=9)
     else:
         temp_ax.set_axis_off()
-    for ax in (loss_ax, dev_ax, rms_ax, weights_ax, temp_ax):
+    for ax in (loss_ax, dev_ax, rms_ax, weights_ax, temp_ax, grad_ax):
         ax.set_xlabel("optimizer step", fontsize=8)
     fig.tight_layout()
     save(fig, path)
+
+
+def _plot_grad_norm(ax, train: list[dict[str, Any]]) -> None:
+    """The gradient norm before clipping per log window (mean and max), log scale."""
+    normed = [r for r in train if "grad_norm" in r]
+    if not normed:
+        ax.set_axis_off()
+        return
+    steps = [r["step"] for r in normed]
+    ax.plot(steps, [r["grad_norm"] for r in normed], label="mean")
+    ax.plot(steps, [r["grad_norm_max"] for r in normed], "k:", label="max")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("gradient norm before clipping", fontsize=9)

@@ -52,7 +52,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 class Throughput:
-    """Loss and throughput over the optimizer steps since the last log line.
+    """Loss, gradient norm and throughput over the optimizer steps since the last log line.
 
     Time spent inside :meth:`paused` (dev evaluation, checkpoints) is not training time;
     ``train_seconds`` sums the training time of every flushed window.
@@ -64,10 +64,14 @@ class Throughput:
 
     def _reset(self) -> None:
         self.loss, self.steps, self.examples, self.tokens = 0.0, 0, 0, 0
+        self.grad_norms: list[float] = []
         self.seconds, self.started = 0.0, time.perf_counter()
 
-    def add(self, loss: float, examples: int, tokens: int) -> None:
+    def add(self, loss: float, examples: int, tokens: int, grad_norm: float | None = None) -> None:
+        """One optimizer step: its loss, batch size, LLM positions, and gradient norm before clipping."""
         self.loss += loss
+        if grad_norm is not None:
+            self.grad_norms.append(grad_norm)
         self.steps += 1
         self.examples += examples
         self.tokens += tokens
@@ -81,7 +85,8 @@ class Throughput:
             self.started = time.perf_counter()
 
     def flush(self) -> dict[str, float]:
-        """{loss (mean per step), examples_per_s, tokens_per_s} of this window; starts the next."""
+        """{loss (mean per step), examples_per_s, tokens_per_s} of this window, and the mean and
+        max gradient norm (before clipping) when steps recorded one; starts the next window."""
         elapsed = max(self.seconds + time.perf_counter() - self.started, 1e-9)
         self.train_seconds += elapsed
         record = {
@@ -89,5 +94,8 @@ class Throughput:
             "examples_per_s": self.examples / elapsed,
             "tokens_per_s": self.tokens / elapsed,
         }
+        if self.grad_norms:
+            record["grad_norm"] = sum(self.grad_norms) / len(self.grad_norms)
+            record["grad_norm_max"] = max(self.grad_norms)
         self._reset()
         return record

@@ -9,6 +9,7 @@ unit of work (the benchmark times this same step), ``train`` is the loop::
         # loop: length-bucketed micro-batches -> train_step (loss_step + backward, x grad_accum;
         #       clip, optimizer, schedule) -> log every log_every steps
         #       -> every eval_every steps: English dev accuracy (label scoring), keep the best
+        #       -> at stall_check: still at chance on English dev? start again from a new seed
         #       -> every save_every steps: resumable checkpoint (atomic)
         # end: final dev evaluation, final/ and best/ bridges, summary.json
 
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, broadcast_object_list, set_seed
 from tqdm.auto import tqdm
 
 from layerbridge.checkpoint import load_bridge_weights, read_bridge_tensors, save_bridge
@@ -60,6 +61,7 @@ from layerbridge.training import state as ckpt
 from layerbridge.training.checkpointing import resume_latest, save_checkpoint
 from layerbridge.training.logger import RunLogger, Throughput, read_log
 from layerbridge.training.outputs import check_output_dir, prepare_output_dir
+from layerbridge.training.stall import StalledRun, recorded_restarts, restart_seed, stall_record
 
 
 @dataclass
@@ -164,15 +166,25 @@ class TrainRecipe:
     """Train a bridge for ``config.task`` on English data (see the module docstring)."""
 
     def __init__(
-        self, config: RunConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True
+        self,
+        config: RunConfig,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+        restarts: list[dict[str, Any]] | None = None,
     ) -> None:
         self.config, self.tc = config, config.train
         self.out = Path(self.tc.output_dir)
         self.resume, self.overwrite, self.progress = resume, overwrite, progress
+        #: the stall checks that restarted this run before this attempt (training/stall.py)
+        self.restarts = list(restarts or [])
         self.loop = ckpt.LoopState()
         #: [L + 3]: per-layer weight sums, tokens, entropy sum, soft-prompt mean-square sum — over
         #: the real training tokens since the last log
         self.fusion_sums: torch.Tensor | None = None
+        #: the last optimizer step's gradient norm before clipping
+        self.grad_norm: float | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self, base: BaseModels | None = None) -> None:
@@ -183,7 +195,9 @@ class TrainRecipe:
         self.task = get_task(self.config.task)
         check_bridge_config(self.config.bridge)
         check_output_dir(self.out, self.resume, self.overwrite)
-        set_seed(tc.seed)
+        if self.resume:  # an interrupted run continues as the attempt it was (training/stall.py)
+            self.restarts = recorded_restarts(self.out / "log.jsonl")
+        set_seed(self.seed)
         self.train_data, self.dev_data = prepare_data(self.task, self.config)
         self.bridge = self._setup_model(base)
         self.embedding_rms = embedding_rms(self.bridge.llm)  # the scale the LLM's tokens come at
@@ -204,9 +218,9 @@ class TrainRecipe:
 
     def _setup_model(self, base: BaseModels | None) -> Bridge:
         with self.accelerator.main_process_first():  # built-in models are prepared once, by rank 0
-            base = base or load_base_models(self.config.bridge, device=self.accelerator.device)
-        torch.manual_seed(self.tc.seed)
-        bridge = build_bridge(self.config.bridge, device=self.accelerator.device, base=base)
+            self.base = base or load_base_models(self.config.bridge, device=self.accelerator.device)
+        torch.manual_seed(self.seed)
+        bridge = build_bridge(self.config.bridge, device=self.accelerator.device, base=self.base)
         if self.tc.compile:
             compile_llm(bridge.llm)
         return bridge
@@ -236,6 +250,11 @@ class TrainRecipe:
         self.bridge = bridge
         self.embedding_rms = embedding_rms(bridge.llm)
         self.setup_optimizer(total_steps)
+
+    @property
+    def seed(self) -> int:
+        """The seed this attempt trains with: ``train.seed``, moved on by each restart."""
+        return restart_seed(self.tc.seed, len(self.restarts))
 
     @property
     def rank(self) -> int:
@@ -291,6 +310,7 @@ class TrainRecipe:
                 device=str(self.accelerator.device),
                 parameters=self.bridge.parameter_counts(),
                 data_report=self.train_data.report.to_dict(),
+                restarts=self.restarts,
             )
 
     def _budget(self) -> dict[str, Any]:
@@ -303,9 +323,10 @@ class TrainRecipe:
             "grad_accum": tc.grad_accum,
             "world_size": self.world,
             "lr": tc.lr,
-            "seed": tc.seed,
+            "seed": self.seed,
             "precision": accelerate_mixed_precision(tc.precision, self.accelerator.device),
             "examples_seen": self.loop.examples_seen,
+            "restarts": len(self.restarts),
         }
 
     def _meta(self, **more: Any) -> dict[str, Any]:
@@ -365,9 +386,10 @@ class TrainRecipe:
         return [(part, float(part["target_mask"].sum()) / targets) for part in split_batch(batch, groups)]
 
     def optimizer_step(self) -> None:
-        """Clip the gradient norm, step AdamW and the schedule, clear the gradients."""
-        if self.tc.max_grad_norm:
-            self.accelerator.clip_grad_norm_(self.params, self.tc.max_grad_norm)
+        """Clip the gradient norm (kept, before clipping, as ``grad_norm``), step AdamW and the
+        schedule, clear the gradients."""
+        limit = self.tc.max_grad_norm or math.inf  # inf: measure the norm, clip nothing
+        self.grad_norm = float(self.accelerator.clip_grad_norm_(self.params, limit))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -392,11 +414,31 @@ class TrainRecipe:
     def save_checkpoint(self) -> None:
         save_checkpoint(self, self._meta())
 
+    def check_stall(self) -> None:
+        """``train.stall_check``: English dev against the constant-label share (training/stall.py);
+        raises :class:`StalledRun` for a run at chance that has restarts left. Selection is not
+        touched: this dev pass saves nothing."""
+        record = None
+        if self.main:
+            self.model.eval()
+            accuracy = dev_accuracy(self.bridge, self.task, self.dev_data, self.config)["dev_accuracy"]
+            self.model.train()
+            record = stall_record(accuracy, self.dev_data.labels, self.seed, self.loop.step)
+            self.logger.log(event="stall_check", **record)
+        record = broadcast_object_list([record])[0]
+        if not record["stalled"]:
+            return
+        if len(self.restarts) < self.tc.max_restarts:
+            if self.logger:
+                self.logger.close()
+            raise StalledRun(record)
+        _warn(f"{StalledRun(record)}; no restarts left (train.max_restarts), training on")
+
     # ------------------------------------------------------------------ the loop
     def _epoch_batches(self, epoch: int) -> list[list[int]]:
-        tc = self.tc
+        tc, seed = self.tc, self.seed
         return epoch_batches(
-            self.encoded, tc.batch_size, tc.seed, epoch, self.rank, self.world, tc.grad_accum, tc.bucket_size
+            self.encoded, tc.batch_size, seed, epoch, self.rank, self.world, tc.grad_accum, tc.bucket_size
         )
 
     def _steps_of_epoch(self) -> Iterator[list[dict[str, torch.Tensor]]]:
@@ -415,23 +457,22 @@ class TrainRecipe:
         """Run the loop to ``total_steps`` (from a resumed position), then finish."""
         tc, loop = self.tc, self.loop
         self.model.train()
-        bar = tqdm(total=self.total_steps, initial=loop.step, desc="train", unit="step",
-                   disable=not (self.main and self.progress))  # fmt: skip
         self.window, self.start_step = Throughput(), loop.step
-        while loop.step < self.total_steps:
-            for micro_batches in self._steps_of_epoch():
-                loss = self.train_step(micro_batches)
-                loop.step += 1
-                loop.examples_seen += tc.batch_size * tc.grad_accum * self.world
-                bar.update(1)
-                self._account(loss, micro_batches, bar)
-                self._maybe_evaluate_and_save()
-                if loop.step >= self.total_steps:
-                    break
-            else:
-                loop.epoch += 1
-                loop.batch_in_epoch = 0
-        bar.close()
+        with tqdm(total=self.total_steps, initial=loop.step, desc="train", unit="step",
+                  disable=not (self.main and self.progress)) as bar:  # fmt: skip
+            while loop.step < self.total_steps:
+                for micro_batches in self._steps_of_epoch():
+                    loss = self.train_step(micro_batches)
+                    loop.step += 1
+                    loop.examples_seen += tc.batch_size * tc.grad_accum * self.world
+                    bar.update(1)
+                    self._account(loss, micro_batches, bar)
+                    self._maybe_evaluate_and_save()
+                    if loop.step >= self.total_steps:
+                        break
+                else:
+                    loop.epoch += 1
+                    loop.batch_in_epoch = 0
         return self._finish()
 
     def _account(self, loss: float, micro_batches: list[dict[str, torch.Tensor]], bar) -> None:
@@ -442,7 +483,7 @@ class TrainRecipe:
             for b in micro_batches
         )
         examples = sum(b["input_ids"].shape[0] for b in micro_batches)
-        self.window.add(loss, examples * self.world, tokens * self.world)
+        self.window.add(loss, examples * self.world, tokens * self.world, self.grad_norm)
         if self.loop.step % self.tc.log_every == 0 or self.loop.step == self.total_steps:
             record = {"step": self.loop.step, "epoch": self.loop.epoch, **self.window.flush()}
             record["lr"] = self.scheduler.get_last_lr()[0]
@@ -465,6 +506,9 @@ class TrainRecipe:
         if tc.eval_every and step % tc.eval_every == 0 and step < self.total_steps:
             with self.window.paused():
                 self.evaluate_dev()
+        if tc.stall_check and step == tc.stall_check:
+            with self.window.paused():
+                self.check_stall()
         if tc.save_every and step % tc.save_every == 0 and step < self.total_steps:
             with self.window.paused():
                 self.save_checkpoint()
@@ -507,6 +551,8 @@ class TrainRecipe:
             "lr": tc.lr,
             "fusion_lr": tc.fusion_lr or tc.lr,
             "boundary_lr": tc.boundary_lr or tc.lr,
+            "seed": self.seed,
+            "restarts": self.restarts,
             "train_examples": len(self.encoded),
             "dev_examples": len(self.dev_data),
             "dropped_overlap": self.train_data.report.dropped_overlap,
@@ -528,7 +574,25 @@ def train(
     base: BaseModels | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a bridge for ``config.task`` on English data; returns it with its best dev weights."""
-    recipe = TrainRecipe(config, resume=resume, overwrite=overwrite, progress=progress)
-    recipe.setup(base)
-    return recipe.train()
+    """Train a bridge for ``config.task`` on English data; returns it with its best dev weights.
+
+    A run that ``train.stall_check`` finds at chance starts again in the same folder from the
+    next restart seed, reusing the loaded base models (training/stall.py)."""
+    restarts: list[dict[str, Any]] = []
+    stalled_logs: dict[str, str] = {}  # the stalled attempts' log.jsonl, kept beside the new one
+    while True:
+        recipe = TrainRecipe(config, resume=resume, overwrite=overwrite, progress=progress, restarts=restarts)
+        recipe.setup(base)
+        if recipe.main:
+            for name, text in stalled_logs.items():
+                (recipe.out / name).write_text(text, encoding="utf-8")
+        try:
+            return recipe.train()
+        except StalledRun as stalled:
+            restarts = [*recipe.restarts, stalled.record]
+            if recipe.main:
+                log_text = (recipe.out / "log.jsonl").read_text(encoding="utf-8")
+                stalled_logs[f"log.stalled-seed-{stalled.record['seed']}.jsonl"] = log_text
+            seed, limit = restart_seed(config.train.seed, len(restarts)), config.train.max_restarts
+            _warn(f"{stalled}: restarting from seed {seed} ({len(restarts)} of {limit})")
+            base, resume, overwrite = recipe.base, False, True
