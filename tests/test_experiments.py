@@ -15,7 +15,7 @@ from layerbridge.experiments.compare import run_comparison, summarize
 from layerbridge.experiments.config import ExperimentConfig, recipe_path
 from layerbridge.experiments.finished import restore_runs
 from layerbridge.experiments.study import BUDGETS, export, study_recipe
-from layerbridge.report.comparison import verdict
+from layerbridge.report.comparison import restart_lines, verdict
 from tests.conftest import tiny_run_config
 
 
@@ -294,3 +294,12 @@ def test_study_training_time_counts_every_trained_run_once(tmp_path):
     assert _train_seconds(tmp_path, ["t"], no_grid) == {"t": 25.0}
     write("last/seed-1", {"train_seconds": 21, "lr": 2e-3})  # retrained: its own summary
     assert _train_seconds(tmp_path, ["t"], recipe) == {"t": 56.0}
+
+
+def test_restarted_attempts_are_printed_with_their_extra_steps():
+    stall = {"seed": 2, "step": 75, "dev_accuracy": 0.28, "constant_label_accuracy": 0.2, "p_value": 0.034}
+    later = {**stall, "seed": 1002, "dev_accuracy": 0.24, "p_value": 0.19}
+    [line] = restart_lines({"restarts": [[], [stall, later]]})
+    assert "seed 2 at step 75 (English dev 28%, p = 0.03)" in line and "seed 1002" in line
+    assert line.endswith("150 more steps trained")
+    assert restart_lines({"restarts": [[], []]}) == [] and restart_lines({}) == []
