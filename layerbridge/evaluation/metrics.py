@@ -178,8 +178,7 @@ def mcnemar_correct(right_a: Array, right_b: Array) -> dict[str, float]:
     n = b + c
     if n == 0:
         return {"a_only": b, "b_only": c, "p_value": 1.0}
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    tail = binomial_sf(max(b, c), n, 0.5)  # = P(X <= min(b, c)) by symmetry
     return {"a_only": b, "b_only": c, "p_value": float(min(1.0, 2 * tail))}
 
 

@@ -22,7 +22,6 @@ from, and each stalled attempt's log is kept as ``log.stalled-seed-<seed>.jsonl`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from layerbridge.evaluation import metrics
+from layerbridge.training.logger import read_log
 
 #: a run whose dev accuracy is not above the constant-label share at this level restarts
 STALL_ALPHA = 0.01
@@ -73,11 +73,6 @@ def restart_seed(first_seed: int, restarts: int) -> int:
 
 def recorded_restarts(log_path: Path) -> list[dict[str, Any]]:
     """The restarts a run folder's attempt began after (its log's start record; none if absent)."""
-    if not log_path.is_file():
-        return []
-    with log_path.open(encoding="utf-8") as handle:
-        first = handle.readline()
-    try:
-        return list(json.loads(first).get("restarts", []))
-    except json.JSONDecodeError:
-        return []
+    records = read_log(log_path) if log_path.is_file() else []
+    start = next((r for r in records if r.get("event") == "start"), {})
+    return list(start.get("restarts", []))
