@@ -178,8 +178,11 @@ class BridgeConfig(ConfigMixin):
     #: keep the frozen encoder's dropout active while training (the reference code leaves the
     #: encoder in train mode); default off: the frozen encoder is deterministic
     encoder_dropout: bool = False
-    #: "zeros" (reference) or "normal" (LangBridge-style random init, std 0.02)
+    #: "zeros" (reference), "normal" (LangBridge-style random init, std 0.02) or "token": the
+    #: LLM's own input embedding of the last token of ``boundary_token`` (docs/recipe.md)
     boundary_init: str = "zeros"
+    #: the text whose last token starts the boundary when ``boundary_init`` is "token"
+    boundary_token: str = ":"
     #: encoder tokens per prompt (longer prompts are shortened, keeping the template)
     max_length: int = 200
     #: start the LLM input with the LLM's BOS embedding when it has one
@@ -197,8 +200,10 @@ class BridgeConfig(ConfigMixin):
             raise ConfigError(f"unknown projector_norm {self.projector_norm!r}; choose none or rms")
         if self.projector_norm == "rms" and self.projector_init == "zeros":
             raise ConfigError("projector_norm rms cannot start from projector_init zeros (0 has no norm)")
-        if self.boundary_init not in ("zeros", "normal"):
-            raise ConfigError(f"unknown boundary_init {self.boundary_init!r}; choose zeros or normal")
+        if self.boundary_init not in ("zeros", "normal", "token"):
+            raise ConfigError(f"unknown boundary_init {self.boundary_init!r}; choose zeros, normal or token")
+        if self.boundary_init == "token" and not self.boundary_token.strip(" "):
+            raise ConfigError("bridge.boundary_token must name at least one character (boundary_init token)")
         # fusion / projector names are checked by the model registries
         # (layerbridge.modeling.builders.check_bridge_config), so config does not import modeling
         if self.max_length < 4:

@@ -280,3 +280,19 @@ def test_label_scoring_without_an_expandable_cache_gives_the_same_scores(make_br
     monkeypatch.setattr("layerbridge.modeling.bridge.output_cache", lambda out: object())
     uncached = bridge.score_candidates(ids, mask, candidates).total
     torch.testing.assert_close(cached, uncached, atol=1e-5, rtol=0)
+
+
+def test_boundary_can_start_from_the_llms_own_token_embedding(make_bridge):
+    """boundary_init token: b_0 = E[last LLM token of boundary_token], exactly; zeros stays 0;
+    an empty text is refused by the config, before any model loads."""
+    bridge = make_bridge("bert", "last", boundary_init="token", boundary_token=" label :")
+    ids = bridge.llm_tokenizer(" label :", add_special_tokens=False)["input_ids"]
+    expected = bridge.embed_tokens(torch.tensor(ids[-1:]))[0].float()
+    assert expected.abs().sum() > 0
+    assert torch.equal(bridge.boundary.detach(), expected)
+    assert bridge.boundary.requires_grad
+    assert make_bridge("bert", "last").boundary.abs().sum() == 0
+    with pytest.raises(ConfigError, match="boundary_token must name at least one character"):
+        BridgeConfig(boundary_init="token", boundary_token="")
+    with pytest.raises(ConfigError, match="choose zeros, normal or token"):
+        BridgeConfig(boundary_init="eos")

@@ -118,10 +118,7 @@ class Bridge(nn.Module):
             norm_scale=embedding_rms(llm) if config.projector_norm == "rms" else 1.0,
             **config.projector_options,
         )
-        boundary = torch.zeros(llm_dim)
-        if config.boundary_init == "normal":
-            boundary.normal_(std=0.02)
-        self.boundary = nn.Parameter(boundary)  # [D_llm]
+        self.boundary = nn.Parameter(self._initial_boundary(llm_dim))  # [D_llm]
         self._keep_logits = accepts_logits_to_keep(llm)
         self._cache_arg = cache_argument(llm)
 
@@ -274,6 +271,21 @@ class Bridge(nn.Module):
             )  # [D]
             embeds = embeds + bos * (k == 0).unsqueeze(-1)
         return embeds.to(self.llm_dtype), (k >= 0).long()
+
+    @torch.no_grad()
+    def _initial_boundary(self, dim: int) -> torch.Tensor:
+        """b_0 = 0 (reference), ~ N(0, 0.02^2) (LangBridge), or E[last token of boundary_token]:
+        the LLM's own embedding, so the first label token is predicted from a position the LLM
+        already reads as text (the encoder prompt ends "Category: "; ":" by default)."""
+        init = self.config.boundary_init
+        if init == "normal":
+            return torch.randn(dim) * 0.02
+        if init == "token":
+            ids = self.llm_tokenizer(self.config.boundary_token, add_special_tokens=False)["input_ids"]
+            if not ids:
+                raise ConfigError(f"bridge.boundary_token {self.config.boundary_token!r} has no LLM tokens")
+            return self.embed_tokens(torch.tensor(ids[-1:], device=self.llm.device))[0].float().cpu()
+        return torch.zeros(dim)
 
     def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
         return input_embeddings(self.llm)(ids)
