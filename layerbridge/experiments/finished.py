@@ -125,7 +125,7 @@ def check_precision(out_dir: Path, finished: list[Path], config: RunConfig) -> N
             f"{out_dir} holds finished runs computed in "
             f"{', '.join(name.get(p, p) for p in other)}, but this machine would compute the rest in "
             f"{name.get(now, now)} (precision {config.train.precision!r}); continue where they ran, or "
-            "match them: LAYERBRIDGE_CPU_BF16=1 (bf16 on a CPU without native bf16; slow) or =0 (fp32)"
+            "match them: LAYERBRIDGE_CPU_BF16=1 (bf16 on a CPU without native bf16; ~60x slower) or =0 (fp32)"
         )
 
 
