@@ -279,7 +279,7 @@ class Bridge(nn.Module):
         already reads as text (the encoder prompt ends "Category: "; ":" by default)."""
         init = self.config.boundary_init
         if init == "normal":
-            return torch.randn(dim) * 0.02
+            return torch.zeros(dim).normal_(std=0.02)  # as before: same draws, same bridges
         if init == "token":
             ids = self.llm_tokenizer(self.config.boundary_token, add_special_tokens=False)["input_ids"]
             if not ids:
