@@ -143,6 +143,13 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
     return torch.autocast(device_type=device.type, dtype=TORCH_DTYPES[resolved])
 
 
+def precision_label(recorded: str | None) -> str:
+    """A recorded precision (accelerate's ``no`` | ``bf16`` | ``fp16``) in the short vocabulary."""
+    if recorded is None:
+        return "?"
+    return {v: k for k, v in ACCELERATE_NAMES.items()}.get(recorded, recorded)
+
+
 def accelerate_mixed_precision(precision: str, device: torch.device | None = None) -> str:
     """``compute_precision`` in accelerate's words (``no`` | ``bf16`` | ``fp16``)."""
     device = device or resolve_device(None)

@@ -53,6 +53,9 @@ def test_comparison_tables_and_paired_tests(comparison):
     machine = summary["budget"]["last"]["machine"][0]
     assert machine["torch"] == torch.__version__ and "cpu_flags" in machine
     assert "- Machine (4 runs): " in (out / "comparison.md").read_text()
+    # precision in the project's words (accelerate records fp32 as "no")
+    assert summary["budget"]["last"]["precision"][0] == "no"
+    assert "; precision fp32" in (out / "comparison.md").read_text()
 
     # each seed's own accuracy is printed, not only the mean ± std
     def cell(stats):

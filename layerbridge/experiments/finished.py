@@ -23,7 +23,7 @@ from typing import Any
 from layerbridge.config import EvalConfig, RunConfig
 from layerbridge.errors import ConfigError
 from layerbridge.io import load_yaml
-from layerbridge.runtime import ACCELERATE_NAMES, accelerate_mixed_precision
+from layerbridge.runtime import accelerate_mixed_precision, precision_label
 from layerbridge.training.state import checkpoint_dirs
 
 #: run-config fields that change where or how fast a run went, not what it computed
@@ -120,11 +120,10 @@ def check_precision(out_dir: Path, finished: list[Path], config: RunConfig) -> N
     }
     other = sorted(p for p in recorded - {now, None})
     if other:
-        name = {v: k for k, v in ACCELERATE_NAMES.items()}
         raise ConfigError(
             f"{out_dir} holds finished runs computed in "
-            f"{', '.join(name.get(p, p) for p in other)}, but this machine would compute the rest in "
-            f"{name.get(now, now)} (precision {config.train.precision!r}); continue where they ran, or "
+            f"{', '.join(precision_label(p) for p in other)}, but this machine would compute the rest in "
+            f"{precision_label(now)} (precision {config.train.precision!r}); continue where they ran, or "
             "match them: LAYERBRIDGE_CPU_BF16=1 (bf16 on a CPU without native bf16; ~60x slower) or =0 (fp32)"
         )
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from layerbridge.io import atomic_file, write_json
 from layerbridge.report._plot import pyplot, save
+from layerbridge.runtime import precision_label
 
 
 def comparison_markdown(summary: dict[str, Any]) -> str:
@@ -198,7 +199,7 @@ def _machine(machine: dict | None, precision: str | None) -> str:
     )
     return (
         f"{where}; torch {machine.get('torch')}, transformers {machine.get('transformers')}; "
-        f"precision {precision or '?'}"
+        f"precision {precision_label(precision)}"
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from layerbridge.builtin import BUILTIN_MODELS
+from layerbridge.runtime import precision_label
 
 
 def _hub_id(name: str) -> str:
@@ -49,7 +50,7 @@ def _training_lines(extra: dict[str, Any]) -> list[str]:
         f"{training['total_steps']} optimizer steps, batch {training['batch_size']} x grad_accum "
         f"{training['grad_accum']} x {training['world_size']} process(es), "
         f"{training['examples_seen']} examples seen; AdamW lr {training['lr']}, seed {training['seed']}, "
-        f"precision {training['precision']}.",
+        f"precision {precision_label(training['precision'])}.",
     ]
 
 
