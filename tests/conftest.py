@@ -39,12 +39,19 @@ def _base_cache() -> dict:
 
 @pytest.fixture
 def make_bridge(tiny_dir, _base_cache):
-    """make_bridge(encoder="bert"|"t5", fusion=..., **config) -> a fresh Bridge on CPU.
+    """make_bridge(encoder="bert"|"t5", fusion=..., device="cpu", **config) -> a fresh Bridge.
 
-    Base models are loaded once per (encoder, llm) pair and shared; they are frozen.
+    On the CPU, base models are loaded once per (encoder, llm) pair and shared; they are frozen.
+    On another device they are loaded afresh (moving shared ones would move every CPU bridge).
     """
 
-    def make(encoder: str = "bert", fusion: str = "transformer-softmax", seed: int = 0, **kwargs):
+    def make(
+        encoder: str = "bert",
+        fusion: str = "transformer-softmax",
+        seed: int = 0,
+        device: str = "cpu",
+        **kwargs,
+    ):
         config = BridgeConfig(
             encoder=str(tiny_dir / encoder),
             llm=str(tiny_dir / "llama"),
@@ -52,6 +59,9 @@ def make_bridge(tiny_dir, _base_cache):
             fusion_options=kwargs.pop("fusion_options", TINY_FUSION_OPTIONS.get(fusion, {})),
             **kwargs,
         )
+        if device != "cpu":
+            base = load_base_models(config, device=device)
+            return _seeded(lambda: build_bridge(config, device=device, base=base), seed)
         key = (config.encoder, config.llm, config.freeze_encoder)
         if key not in _base_cache or not config.freeze_encoder:
             base = load_base_models(config, device="cpu")

@@ -366,7 +366,7 @@ class TrainRecipe:
         weights beta [B, T, L] summed per layer, the token count, the sum of each token's entropy
         -sum_l beta_l log beta_l, and the sum of each soft-prompt vector's mean square."""
         w = out.layer_weights.detach().float()
-        real = mask.bool()
+        real = mask.to(w.device).bool()  # batches stay on the CPU until loss_step moves them
         square = out.soft_prompt.detach().float().pow(2).mean(-1)[real].sum()  # sum_i mean_d s_id^2
         stats = torch.stack([real.sum(), -torch.xlogy(w, w).sum(), square])
         total = torch.cat([w.sum((0, 1)), stats])  # [L + 3]
