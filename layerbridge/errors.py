@@ -26,3 +26,7 @@ class CheckpointError(LayerbridgeError):
 
 class DataError(LayerbridgeError, ValueError):
     """Input data is missing, malformed, or inconsistent with the task."""
+
+
+class TrainingError(LayerbridgeError):
+    """Training cannot go on: e.g. the loss or its gradients stopped being finite."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,8 +16,9 @@ import torch
 
 from layerbridge.checkpoint import read_tensors
 from layerbridge.config import RunConfig
-from layerbridge.errors import ConfigError
+from layerbridge.errors import ConfigError, TrainingError
 from layerbridge.training import train
+from layerbridge.training.recipe import NONFINITE_LIMIT, TrainRecipe
 from layerbridge.training.state import checkpoint_dirs, flatten, unflatten
 from tests.conftest import tiny_run_config
 
@@ -195,3 +197,35 @@ def test_compiled_llm_trains_to_the_same_loss(tiny_dir, marker_task, tmp_path):
         for r in (eager, compiled)
     ]
     assert losses[0] == pytest.approx(losses[1], abs=1e-4)
+
+
+def _poisoned_loss_steps(monkeypatch, bad: set[int]) -> None:
+    """Make the optimizer steps numbered in ``bad`` (1-based) see a NaN loss."""
+    original, calls = TrainRecipe.loss_step, {"n": 0}
+
+    def loss_step(self, batch):
+        out = original(self, batch)
+        calls["n"] = self.loop.step + 1
+        return dataclasses.replace(out, loss=out.loss * float("nan")) if calls["n"] in bad else out
+
+    monkeypatch.setattr(TrainRecipe, "loss_step", loss_step)
+
+
+def test_nonfinite_steps_are_skipped_and_counted(tiny_dir, marker_task, tmp_path, monkeypatch):
+    _poisoned_loss_steps(monkeypatch, {3, 4})
+    config = tiny_run_config(tiny_dir, marker_task, tmp_path / "r", max_steps=12, eval_every=0, save_every=0)
+    result = train(config, progress=False)
+    summary = json.loads((result.output_dir / "summary.json").read_text())
+    assert summary["skipped_steps"] == 2 and summary["steps"] == 12
+    # without the skip, one NaN update would have made every weight NaN
+    assert all(torch.isfinite(t).all() for t in result.bridge.bridge_state_dict().values())
+    logged = [json.loads(line) for line in (result.output_dir / "log.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in logged if r["event"] == "train"][-1] == 2
+
+
+def test_a_diverged_run_stops_with_an_error_and_no_result(tiny_dir, marker_task, tmp_path, monkeypatch):
+    _poisoned_loss_steps(monkeypatch, set(range(5, 100)))
+    config = tiny_run_config(tiny_dir, marker_task, tmp_path / "r", max_steps=40, eval_every=0, save_every=0)
+    with pytest.raises(TrainingError, match=f"not finite for {NONFINITE_LIMIT} optimizer steps in a row"):
+        train(config, progress=False)
+    assert not (tmp_path / "r" / "summary.json").exists()

@@ -40,7 +40,7 @@ from layerbridge.config import SCHEDULES, EvalConfig, RunConfig
 from layerbridge.data.batching import length_groups
 from layerbridge.data.encoded import EncodedExamples, epoch_batches, llm_positions, make_loader, split_batch
 from layerbridge.data.types import TaskData
-from layerbridge.errors import CheckpointError, ConfigError
+from layerbridge.errors import CheckpointError, ConfigError, TrainingError
 from layerbridge.evaluation import metrics
 from layerbridge.evaluation.predict import predict_examples
 from layerbridge.io import write_json
@@ -62,6 +62,9 @@ from layerbridge.training.checkpointing import resume_latest, save_checkpoint
 from layerbridge.training.logger import RunLogger, Throughput, read_log
 from layerbridge.training.outputs import check_output_dir, prepare_output_dir
 from layerbridge.training.stall import StalledRun, recorded_restarts, restart_seed, stall_record
+
+#: optimizer steps in a row with a non-finite gradient after which training stops
+NONFINITE_LIMIT = 10
 
 
 @dataclass
@@ -185,6 +188,8 @@ class TrainRecipe:
         self.fusion_sums: torch.Tensor | None = None
         #: the last optimizer step's gradient norm before clipping
         self.grad_norm: float | None = None
+        #: optimizer steps in a row whose gradient was not finite (see :meth:`optimizer_step`)
+        self.nonfinite_in_a_row = 0
 
     # ------------------------------------------------------------------ setup
     def setup(self, base: BaseModels | None = None) -> None:
@@ -387,10 +392,28 @@ class TrainRecipe:
 
     def optimizer_step(self) -> None:
         """Clip the gradient norm (kept, before clipping, as ``grad_norm``), step AdamW and the
-        schedule, clear the gradients."""
+        schedule, clear the gradients.
+
+        A step whose gradient norm is not finite (a NaN or inf loss or gradient, e.g. from a bf16
+        overflow) changes no weight and no optimizer moment: it is skipped and counted
+        (``skipped_steps`` in the log and summary); :data:`NONFINITE_LIMIT` of them in a row stop
+        the run with :class:`TrainingError` instead of training on, so a diverged run never
+        reaches a results table. (The norm is the all-reduced one: every process decides alike.)
+        """
         limit = self.tc.max_grad_norm or math.inf  # inf: measure the norm, clip nothing
         self.grad_norm = float(self.accelerator.clip_grad_norm_(self.params, limit))
-        self.optimizer.step()
+        if math.isfinite(self.grad_norm):
+            self.optimizer.step()
+            self.nonfinite_in_a_row = 0
+        else:
+            self.loop.skipped_steps += 1
+            self.nonfinite_in_a_row += 1
+            if self.nonfinite_in_a_row >= NONFINITE_LIMIT:
+                raise TrainingError(
+                    f"{self.out}: the loss or its gradient was not finite for {self.nonfinite_in_a_row} "
+                    f"optimizer steps in a row (step {self.loop.step + 1}, {self.loop.skipped_steps} "
+                    f"skipped in all); lower the learning rate or train in fp32 (train.precision: fp32)"
+                )
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
@@ -487,6 +510,7 @@ class TrainRecipe:
         if self.loop.step % self.tc.log_every == 0 or self.loop.step == self.total_steps:
             record = {"step": self.loop.step, "epoch": self.loop.epoch, **self.window.flush()}
             record["lr"] = self.scheduler.get_last_lr()[0]
+            record["skipped_steps"] = self.loop.skipped_steps
             if self.fusion_sums is not None:  # the bridge over the window's training tokens
                 *weights, tokens, entropy, square = self.fusion_sums.tolist()
                 record |= fusion_diagnostics(self.bridge, weights)
@@ -553,6 +577,7 @@ class TrainRecipe:
             "boundary_lr": tc.boundary_lr or tc.lr,
             "seed": self.seed,
             "restarts": self.restarts,
+            "skipped_steps": loop.skipped_steps,
             "train_examples": len(self.encoded),
             "dev_examples": len(self.dev_data),
             "dropped_overlap": self.train_data.report.dropped_overlap,

@@ -47,6 +47,7 @@ class LoopState:
     examples_seen: int = 0
     best_metric: float | None = None
     best_step: int | None = None
+    skipped_steps: int = 0  # optimizer steps whose gradient was not finite (no update applied)
 
 
 # ---------------------------------------------------------------- nested state <-> safetensors
