@@ -112,6 +112,42 @@ def test_benchmark_times_the_recipes_own_step(make_bridge, monkeypatch):
     assert result["optimised"]["step_ms"] > 0 and result["optimised"]["mfu"] > 0
 
 
+def test_benchmark_profiles_one_step_of_each_design(make_bridge):
+    from layerbridge.bench.run import BenchConfig, BenchData, _train_case
+    from layerbridge.report.bench import bench_markdown
+
+    bridge = make_bridge("bert", "transformer-softmax")
+    examples = [Example({"text": PROMPTS[i % 3]}, i % 2, f"x/{i}") for i in range(12)]
+    encoded = EncodedExamples.build("{text}", examples, ["yes", "no"], bridge)
+    data = BenchData(
+        examples, encoded, [PROMPTS[i % 3] for i in range(12)], [["yes", "no"][i % 2] for i in range(12)]
+    )
+    result = _train_case(bridge, data, 4, BenchConfig(steps=3, warmup=1, profile=True), peak=1e6)
+    ours, naive = result["optimised"], result["naive"]
+    low, high = ours["step_ms_range"]
+    assert low <= ours["step_ms_median"] <= high and low <= ours["step_ms"] <= high
+    for design in (ours, naive):
+        profile = design["profile"]
+        assert profile["ops"] > 50 and profile["wall_ms"] > 0
+        assert profile["launches"] == 0 and profile["device_ms"] == 0  # a CPU: no kernels
+        assert profile["top"] and all(row["op"].startswith("aten::") for row in profile["top"])
+    report = {
+        "device": {"name": "cpu", "type": "cpu", "torch_threads": 1, "torch": "x", "transformers": "y"},
+        "precision": "fp32",
+        "peak_flops": 1e12,
+        "peak_source": "test",
+        "cases": [
+            {
+                "shape": "tiny",
+                "train": [result],
+                "eval": {"label_scoring_examples_per_s": 1.0, "generation_examples_per_s": 1.0},
+            }
+        ],
+    }
+    text = bench_markdown(report)
+    assert "| tiny | 4 | optimised |" in text and "| tiny | 4 | naive |" in text and "Top operators" in text
+
+
 def test_throughput_window_excludes_paused_time(monkeypatch):
     clock = iter([0.0, 1.0, 5.0, 7.0, 7.0, 9.0])
     monkeypatch.setattr("layerbridge.training.logger.time.perf_counter", lambda: next(clock))

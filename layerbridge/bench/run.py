@@ -33,6 +33,7 @@ from layerbridge.bench.hardware import (
     sync,
 )
 from layerbridge.bench.naive import naive_label_scores, naive_loss
+from layerbridge.bench.profile import profile_call
 from layerbridge.config import BridgeConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig
 from layerbridge.data.encoded import Collator, EncodedExamples
 from layerbridge.evaluation.predict import predict_examples
@@ -68,6 +69,7 @@ class BenchConfig:
     data_dir: str | None = None
     seed: int = 0
     compile: bool = False
+    profile: bool = False  # also profile one step of each design (layerbridge.bench.profile)
 
 
 @dataclass
@@ -107,8 +109,11 @@ def _measure(
         )
         for b in used
     )
+    ordered = sorted(times)
     return {
         "step_ms": round(1000 * seconds / len(times), 2),
+        "step_ms_median": round(1000 * ordered[len(ordered) // 2], 2),
+        "step_ms_range": [round(1000 * ordered[0], 2), round(1000 * ordered[-1], 2)],
         "examples_per_s": round(examples / seconds, 2),
         "tokens_per_s": round(tokens / seconds, 1),
         "tflops": round(work / seconds / 1e12, 3),
@@ -131,6 +136,9 @@ def _train_case(
     times = _time(lambda i: recipe.train_step([collate(batches[i])]), cfg.warmup, cfg.steps, device)
     result: dict[str, Any] = {"batch": batch, "optimised": _measure(bridge, data, times, batches, peak)}
     result["optimised"]["peak_memory_gib"] = round(peak_memory(device), 3)
+    if cfg.profile:
+        ours = result["optimised"]
+        ours["profile"] = profile_call(lambda: recipe.train_step([collate(batches[-1])]), device)
     if cfg.naive:
 
         def naive(i: int) -> None:
@@ -146,6 +154,8 @@ def _train_case(
         times = _time(naive, cfg.warmup, cfg.steps, device)
         result["naive"] = _measure(bridge, data, times, batches, peak)
         result["naive"]["peak_memory_gib"] = round(peak_memory(device), 3)
+        if cfg.profile:
+            result["naive"]["profile"] = profile_call(lambda: naive(n_steps - 1), device)
         result["speedup"] = round(result["naive"]["step_ms"] / result["optimised"]["step_ms"], 2)
     bridge.eval()
     return result

@@ -427,6 +427,9 @@ def bench_cmd(
     eval_batch_size: int = typer.Option(16),
     device: str = typer.Option(None),
     compile_llm: bool = typer.Option(False, "--compile", help="torch.compile the LLM decoder (ours only)"),
+    profile: bool = typer.Option(
+        False, "--profile", help="also profile one training step of each design (ops, kernels, top ops)"
+    ),
     out: Path = typer.Option(None, "--out", help="write the JSON report here (and a .md beside it)"),
 ) -> None:
     """Measure training and evaluation throughput, ours vs the naive design, in one process."""
@@ -446,6 +449,7 @@ def bench_cmd(
         eval_examples=eval_examples,
         eval_batch_size=eval_batch_size,
         compile=compile_llm,
+        profile=profile,
     )
     report = run_benchmark(config, log=console.log)
     report["command"] = "layerbridge " + " ".join(sys.argv[1:])

@@ -48,4 +48,37 @@ def bench_markdown(report: dict[str, Any]) -> str:
             f"{e.get('naive_label_scoring_examples_per_s', '–')} | {e.get('label_scoring_speedup', '–')}x | "
             f"{e['generation_examples_per_s']:.1f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _profile_lines(report)) + "\n"
+
+
+def _profile_lines(report: dict[str, Any]) -> list[str]:
+    """One row per profiled step (``bench --profile``): how busy the accelerator was, and the
+    operators with the most own time in our step."""
+    rows = [
+        (case["shape"], t["batch"], design, t[design]["profile"])
+        for case in report["cases"]
+        for t in case["train"]
+        for design in ("optimised", "naive")
+        if t.get(design, {}).get("profile")
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "One profiled training step (torch.profiler): operator calls, kernel launches, the step's wall "
+        "time and the kernels' own time on the accelerator.",
+        "",
+        "| shape | batch | design | ATen ops | kernel launches | wall ms | device ms | device busy |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for shape, batch, design, p in rows:
+        busy = f"{100 * p['device_ms'] / p['wall_ms']:.0f}%" if p["device_ms"] else "–"
+        lines.append(
+            f"| {shape} | {batch} | {design} | {p['ops']} | {p['launches']} | {p['wall_ms']:.1f} | "
+            f"{p['device_ms']:.1f} | {busy} |"
+        )
+    for shape, batch, design, p in rows:
+        if design == "optimised":
+            top = ", ".join(f"`{r['op']}` x{r['calls']}" for r in p["top"][:5])
+            lines.append(f"\nTop operators, ours ({shape}, batch {batch}): {top}.")
+    return lines
