@@ -88,8 +88,19 @@ def test_text_prompts_are_right_padded_whatever_the_tokenizer_says(make_bridge):
     assert (mask[:, 0] == 1).all() and mask.sum(1).tolist()[1] < ids.shape[1]
 
 
+def _tiny_bench_data(bridge):
+    """Twelve two-label examples of the test prompts, as the benchmark's data."""
+    from layerbridge.bench.run import BenchData
+
+    examples = [Example({"text": PROMPTS[i % 3]}, i % 2, f"x/{i}") for i in range(12)]
+    encoded = EncodedExamples.build("{text}", examples, ["yes", "no"], bridge)
+    return BenchData(
+        examples, encoded, [PROMPTS[i % 3] for i in range(12)], [["yes", "no"][i % 2] for i in range(12)]
+    )
+
+
 def test_benchmark_times_the_recipes_own_step(make_bridge, monkeypatch):
-    from layerbridge.bench.run import BenchConfig, BenchData, _train_case
+    from layerbridge.bench.run import BenchConfig, _train_case
     from layerbridge.training.recipe import TrainRecipe
 
     calls = []
@@ -101,11 +112,7 @@ def test_benchmark_times_the_recipes_own_step(make_bridge, monkeypatch):
 
     monkeypatch.setattr(TrainRecipe, "loss_step", spy)
     bridge = make_bridge("bert", "transformer-softmax")
-    examples = [Example({"text": PROMPTS[i % 3]}, i % 2, f"x/{i}") for i in range(12)]
-    encoded = EncodedExamples.build("{text}", examples, ["yes", "no"], bridge)
-    data = BenchData(
-        examples, encoded, [PROMPTS[i % 3] for i in range(12)], [["yes", "no"][i % 2] for i in range(12)]
-    )
+    data = _tiny_bench_data(bridge)
     config = BenchConfig(steps=2, warmup=1, naive=False)
     result = _train_case(bridge, data, 4, config, peak=1e6)
     assert calls == [4, 4, 4]  # warm-up + timed steps, all through TrainRecipe.loss_step
@@ -113,15 +120,11 @@ def test_benchmark_times_the_recipes_own_step(make_bridge, monkeypatch):
 
 
 def test_benchmark_profiles_one_step_of_each_design(make_bridge):
-    from layerbridge.bench.run import BenchConfig, BenchData, _train_case
+    from layerbridge.bench.run import BenchConfig, _train_case
     from layerbridge.report.bench import bench_markdown
 
     bridge = make_bridge("bert", "transformer-softmax")
-    examples = [Example({"text": PROMPTS[i % 3]}, i % 2, f"x/{i}") for i in range(12)]
-    encoded = EncodedExamples.build("{text}", examples, ["yes", "no"], bridge)
-    data = BenchData(
-        examples, encoded, [PROMPTS[i % 3] for i in range(12)], [["yes", "no"][i % 2] for i in range(12)]
-    )
+    data = _tiny_bench_data(bridge)
     result = _train_case(bridge, data, 4, BenchConfig(steps=3, warmup=1, profile=True), peak=1e6)
     ours, naive = result["optimised"], result["naive"]
     low, high = ours["step_ms_range"]
