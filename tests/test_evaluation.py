@@ -53,6 +53,26 @@ def test_paired_tests_known_answers():
     assert same["p_value"] == 1.0
 
 
+def test_bootstrap_p_value_counts_exact_ties_whatever_the_summation_order():
+    """Seed-averaged differences are thirds; a resample whose mean is 0 in exact arithmetic may
+    land at +-1e-17 in floats, on a side that depends on the CPU's summation order. The p-value
+    must count such a tie on both sides, as the exact (integer) computation does."""
+    rng = np.random.default_rng(3)
+    groups = [rng.integers(-1, 2, size=n) for n in (30, 30, 45)]  # 3 x (thirds of a seed average)
+    diffs = [g / 3 for g in groups]
+    result = metrics.bootstrap_difference(diffs, n_resamples=4000, seed=7)
+    # the same resamples in integers: sum_g mean_g = sum_g (sum_g / n_g); exact with a common denominator
+    draw = np.random.default_rng(7)
+    denom = int(np.lcm.reduce([len(g) for g in groups]))
+    exact = np.zeros(4000, dtype=np.int64)
+    for g in groups:
+        idx = draw.integers(0, len(g), size=(4000, len(g)))
+        exact += g[idx].sum(-1) * (denom // len(g))
+    assert np.mean(exact == 0) > 0.005  # the case exists: ties at exactly zero
+    expected = min(1.0, 2 * min(np.mean(exact <= 0), np.mean(exact >= 0)))
+    assert result["p_value"] == pytest.approx(expected, abs=1e-12)
+
+
 def test_generation_matching():
     labels = ["Entailment", "Neutral", "Contradiction"]
     assert match_label(" entailment.", labels) == 0
