@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,7 @@ from layerbridge.errors import ConfigError, DataError, ModelError
 from layerbridge.evaluation.predict import encode_texts, generate_texts, score_texts
 from layerbridge.modeling import builders
 from layerbridge.modeling.builders import check_bridge_config, load_base_models
+from layerbridge.modeling.projector import build_projector
 from tests.conftest import FUSION_NAMES
 
 PROMPTS = [
@@ -270,6 +273,22 @@ def test_rms_normed_projector_holds_each_soft_prompt_vector_at_the_llm_embedding
         BridgeConfig(projector_norm="layer")
     with pytest.raises(ConfigError, match="projector_init zeros"):
         BridgeConfig(projector_norm="rms", projector_init="zeros")
+
+
+def test_rms_norm_under_bf16_autocast_is_computed_in_fp32_and_returns_bf16():
+    """Under bf16 autocast the projector's output is bf16 and g is fp32: the norm's statistic is
+    taken in fp32 (torch's fused kernel, no dtype-mismatch fallback) and the soft prompt comes
+    back in bf16, within bf16 rounding of the fp32 computation."""
+    projector = build_projector("linear", 16, 32, norm="rms", norm_scale=0.1)
+    z = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the mismatch fallback warns
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = projector(z)  # [2, 5, 32]
+    assert out.dtype == torch.bfloat16
+    y = projector.proj(z).to(torch.bfloat16).float()  # what the bf16 Linear gives, then fp32 maths
+    expected = 0.1 * y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(out.float(), expected, rtol=1e-2, atol=1e-3)
 
 
 def test_label_scoring_without_an_expandable_cache_gives_the_same_scores(make_bridge, monkeypatch):

@@ -61,7 +61,9 @@ class NormedProjector(nn.Module):
         nn.init.constant_(self.norm.weight, scale)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(z))
+        y = self.proj(z)  # [..., D_llm], bf16 under autocast
+        # the statistic in fp32 (g is fp32): precise, and torch's fused kernel wants equal dtypes
+        return self.norm(y.float()).to(y.dtype)
 
 
 #: state-dict names of bridges saved before the mlp projector's submodules were named
