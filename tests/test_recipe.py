@@ -272,3 +272,18 @@ def test_a_stalled_run_restarts_as_the_run_with_the_next_restart_seed(tiny_dir, 
     assert all(torch.equal(a[k], c[k]) for k in a)
     with pytest.raises(ConfigError, match="stall_check"):
         TrainConfig(max_steps=50, stall_check=50)
+
+
+def test_a_stall_check_past_the_last_epoch_step_is_refused_before_anything_is_written(
+    tiny_dir, marker_task, tmp_path
+):
+    """With ``epochs`` the number of steps is known only once the data are encoded; a stall check
+    at or after the last step would silently never run, so it is an error — raised before the
+    run folder is created."""
+    out = tmp_path / "run"
+    config = tiny_run_config(
+        tiny_dir, marker_task, out, max_steps=None, epochs=1, eval_every=0, stall_check=10_000, max_restarts=1
+    )
+    with pytest.raises(ConfigError, match=r"stall_check \(10000\) must come before the last step"):
+        train(config, progress=False)
+    assert not out.exists()

@@ -210,10 +210,10 @@ class TrainRecipe:
             self.task.template, self.train_data.examples, self.task.label_strings, self.bridge
         )
         self.use_encoder_cache(self.encoded)
+        self.steps_per_epoch, self.total_steps = self._schedule_length()
         if self.main:  # only now, with every input validated, is anything written or replaced
             prepare_output_dir(self.out, self.resume, self.overwrite)
         self.accelerator.wait_for_everyone()
-        self.steps_per_epoch, self.total_steps = self._schedule_length()
         self.setup_optimizer(self.total_steps)
         if self.resume:
             self.loop = resume_latest(
@@ -278,9 +278,15 @@ class TrainRecipe:
                 f"batch_size={self.tc.batch_size}, grad_accum={self.tc.grad_accum} and "
                 f"{self.world} process(es)"
             )
-        if self.tc.max_steps is not None:
-            return steps_per_epoch, self.tc.max_steps
-        return steps_per_epoch, math.ceil(self.tc.epochs * steps_per_epoch)
+        total = self.tc.max_steps
+        if total is None:
+            total = math.ceil(self.tc.epochs * steps_per_epoch)
+            if self.tc.stall_check >= total:  # with max_steps, TrainConfig checked this already
+                raise ConfigError(
+                    f"train.stall_check ({self.tc.stall_check}) must come before the last step "
+                    f"({total} = {self.tc.epochs} epoch(s) x {steps_per_epoch} steps)"
+                )
+        return steps_per_epoch, total
 
     def setup_optimizer(self, total_steps: int) -> None:
         """AdamW over the trainable parameters; linear warm-up, then ``train.schedule``."""
