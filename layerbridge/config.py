@@ -379,10 +379,8 @@ class TrainConfig(ConfigMixin):
             raise ConfigError(f"unknown train.selection {self.selection!r}; choose best or last")
         if self.max_steps is None and self.epochs <= 0:
             raise ConfigError("train.epochs must be positive (or set train.max_steps)")
-        if self.stall_check and self.max_steps is not None and self.stall_check >= self.max_steps:
-            raise ConfigError(
-                f"train.stall_check ({self.stall_check}) must come before the last step ({self.max_steps})"
-            )
+        if self.max_steps is not None:
+            self.check_stall_check(self.max_steps)
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.schedule not in SCHEDULES:
@@ -391,6 +389,14 @@ class TrainConfig(ConfigMixin):
             raise ConfigError(f"train.max_grad_norm must be positive (or null), got {self.max_grad_norm}")
         if self.weight_decay < 0 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"train.betas must be in [0, 1) and weight_decay >= 0, got {self.betas}")
+
+    def check_stall_check(self, total_steps: int, how: str = "") -> None:
+        """A stall check at or after the last step would never run: refuse it. ``total_steps`` is
+        ``max_steps``, or (with ``epochs``) the schedule's length once the data are encoded."""
+        if self.stall_check and self.stall_check >= total_steps:
+            raise ConfigError(
+                f"train.stall_check ({self.stall_check}) must come before the last step ({total_steps}{how})"
+            )
 
 
 @dataclass

@@ -278,14 +278,10 @@ class TrainRecipe:
                 f"batch_size={self.tc.batch_size}, grad_accum={self.tc.grad_accum} and "
                 f"{self.world} process(es)"
             )
-        total = self.tc.max_steps
-        if total is None:
-            total = math.ceil(self.tc.epochs * steps_per_epoch)
-            if self.tc.stall_check >= total:  # with max_steps, TrainConfig checked this already
-                raise ConfigError(
-                    f"train.stall_check ({self.tc.stall_check}) must come before the last step "
-                    f"({total} = {self.tc.epochs} epoch(s) x {steps_per_epoch} steps)"
-                )
+        if self.tc.max_steps is not None:  # TrainConfig checked the stall check against it
+            return steps_per_epoch, self.tc.max_steps
+        total = math.ceil(self.tc.epochs * steps_per_epoch)
+        self.tc.check_stall_check(total, f" = {self.tc.epochs} epoch(s) x {steps_per_epoch} steps")
         return steps_per_epoch, total
 
     def setup_optimizer(self, total_steps: int) -> None:
