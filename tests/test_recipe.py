@@ -19,6 +19,7 @@ from layerbridge.evaluation.metrics import binomial_sf
 from layerbridge.experiments.compare import run_comparison
 from layerbridge.experiments.config import recipe_path
 from layerbridge.modeling.fusion import TransformerSoftmaxFusion
+from layerbridge.report.comparison import budget_lines
 from layerbridge.training import TrainRecipe, train
 from layerbridge.training.stall import stall_record
 from tests.conftest import tiny_run_config
@@ -181,6 +182,8 @@ def test_learning_rate_grid_chooses_per_fusion_on_english_dev(tiny_dir, marker_t
     assert run.train.lr == chosen["lr"] and run.train.output_dir == str(seed_1)  # tested at the chosen rate
     assert summary["budget"]["last"]["steps"] == [20, 20]
     assert summary["budget"]["last"]["examples_seen"] == [160, 160]
+    minutes = sum(summary["budget"]["last"]["train_seconds"]) / 60  # the tested seeds', not the grid's
+    assert f"{minutes:.1f} min training for its 2 seeds" in budget_lines(summary)[0]
     # the first seed's run is the grid run at the chosen rate, tested, not trained again
     assert sum("training ->" in m for m in messages) == 1  # seed 2 only
     best = [read_tensors(folder / "best" / "bridge.safetensors") for folder in (seed_1, grid_run)]

@@ -156,7 +156,8 @@ def budget_lines(summary: dict[str, Any]) -> list[str]:
         own = f", fusion lr {fusion_lr:g}" if fusion_lr and fusion_lr != chosen["lr"] else ""
         lines.append(
             f"- `{fusion}`: lr {chosen['lr']:g} ({how}){own}; {given['steps'][0]} optimizer steps, "
-            f"{given['examples_seen'][0]} examples seen per seed; {seconds / 60:.1f} min training in all"
+            f"{given['examples_seen'][0]} examples seen per seed; {seconds / 60:.1f} min training for its "
+            f"{len(given['train_seconds'])} seeds"
         )
         lines += restart_lines(given)
     lines += machine_lines(summary)
