@@ -248,7 +248,8 @@ def study_readme(summaries: dict[str, dict], record: dict[str, Any]) -> str:
         "folder (`<task>/comparison.json`, built from `<task>/runs/<fusion>/seed-<s>/results.json`",
         "and `predictions.json`).",
         "",
-        f"- Command: `{record['command']}` (budget `{record['budget']}`)",
+        f"- Command (the last invocation; each one trains what its `--tasks` still lack and re-renders "
+        f"every finished task): `{record['command']}` (budget `{record['budget']}`)",
         "- Models: built-in `e5-small` encoder (12 layers, 118M) + `smollm2-135m` LLM; the paper",
         "  used mT5-large (24 layers) and a ~1B Llama-class LLM.",
         f"- Fusions {', '.join(f'`{f}`' for f in record['fusions'])}; seeds {record['seeds']};",
