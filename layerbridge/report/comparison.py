@@ -151,13 +151,13 @@ def budget_lines(summary: dict[str, Any]) -> list[str]:
             if chosen.get("grid")
             else "fixed"
         )
-        seconds = sum(t or 0 for t in given["train_seconds"])
+        seconds, runs = sum(t or 0 for t in given["train_seconds"]), len(given["train_seconds"])
         fusion_lr = (given.get("fusion_lr") or [None])[0]
         own = f", fusion lr {fusion_lr:g}" if fusion_lr and fusion_lr != chosen["lr"] else ""
         lines.append(
             f"- `{fusion}`: lr {chosen['lr']:g} ({how}){own}; {given['steps'][0]} optimizer steps, "
             f"{given['examples_seen'][0]} examples seen per seed; {seconds / 60:.1f} min training for its "
-            f"{len(given['train_seconds'])} seeds"
+            + ("seed" if runs == 1 else f"{runs} seeds")
         )
         lines += restart_lines(given)
     lines += machine_lines(summary)
